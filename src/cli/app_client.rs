@@ -1,0 +1,63 @@
+//! `sockets app-client`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use serde_json::Value;
+use tracing::debug;
+
+use sockets::client::{self, DEFAULT_TIMEOUT};
+use sockets::handlers::app::client_request;
+use sockets::protocol::DEFAULT_MAX_CONTENT_LEN;
+use sockets::python_repr::BytesRepr;
+use sockets::transport;
+
+use super::{parse_seconds, print_line};
+
+#[derive(Debug, Args)]
+pub struct AppClientArgs {
+    /// Server host name or address.
+    pub host: String,
+    /// Server port.
+    pub port: u16,
+    /// `search`, or anything else for a binary request.
+    pub action: String,
+    /// The search query, or the rest of the binary request's content.
+    pub value: String,
+    /// Give up on connecting, and on the response, after this long.
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    pub timeout: Duration,
+    /// Largest response content accepted.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_CONTENT_LEN)]
+    pub max_content_length: usize,
+}
+
+pub async fn run(args: AppClientArgs) -> Result<ExitCode> {
+    let _ = DEFAULT_TIMEOUT; // documented default of the library; the flag's default matches it
+    debug!("Starting connection to {} port {}", args.host, args.port);
+    let stream = transport::connect_tcp(&args.host, args.port, args.timeout).await?;
+    let request = client_request(&args.action, &args.value);
+    let response = client::exchange(stream, &request, args.max_content_length, args.timeout)
+        .await
+        .with_context(|| {
+            format!(
+                "requesting {} {:?} from {} port {}",
+                args.action, args.value, args.host, args.port
+            )
+        })?;
+    if !response.is_json() {
+        print_line(&format!("Got response: {}", BytesRepr(&response.content)))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = response.text().context("decoding the response")?;
+    let answer: Value = serde_json::from_str(&text)
+        .with_context(|| format!("the response is not valid JSON: {text}"))?;
+    match answer.get("result") {
+        Some(Value::String(result)) => print_line(&format!("Got result: {result}"))?,
+        Some(other) => print_line(&format!("Got result: {other}"))?,
+        None => bail!("the response has no \"result\": {text}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}

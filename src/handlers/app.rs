@@ -1,0 +1,320 @@
+//! The guide's application: a `search` action answered from a lookup table,
+//! binary requests answered with their first 10 bytes (PROTOCOL.md §3), and
+//! the `Error: ...` results of §5.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bytes::{BufMut, BytesMut};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::protocol::{Message, ProtocolError};
+
+/// `content-type` of the guide client's binary requests.
+pub const CLIENT_BINARY_TYPE: &str = "binary/custom-client-binary-type";
+/// `content-type` of our binary responses.
+pub const SERVER_BINARY_TYPE: &str = "binary/custom-server-binary-type";
+/// What a binary response starts with, before the request's first bytes.
+pub const BINARY_RESPONSE_PREFIX: &[u8] = b"First 10 bytes of request: ";
+/// How many bytes of a binary request the response repeats.
+pub const BINARY_ECHO_LEN: usize = 10;
+
+/// The search table: query to answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchTable {
+    entries: HashMap<String, String>,
+}
+
+/// Why a `--data` file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("cannot read search table {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("search table {path} is not a JSON object of string to string: {source}")]
+    Malformed {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+impl SearchTable {
+    /// The guide's three entries.
+    pub fn builtin() -> SearchTable {
+        let entries = [
+            ("morpheus", "Follow the white rabbit. \u{1f430}"),
+            (
+                "ring",
+                "In the caves beneath the Misty Mountains. \u{1f48d}",
+            ),
+            ("\u{1f436}", "\u{1f43e} Playing ball! \u{1f3d0}"),
+        ];
+        SearchTable {
+            entries: entries
+                .into_iter()
+                .map(|(q, a)| (q.to_owned(), a.to_owned()))
+                .collect(),
+        }
+    }
+
+    /// Loads a JSON object of query to answer. The file is read whole and
+    /// parsed from memory, which keeps a million-entry table to about a second.
+    ///
+    /// # Errors
+    /// [`TableError::Read`] if the file cannot be read, [`TableError::Malformed`]
+    /// if it is not a JSON object whose values are all strings.
+    pub fn load(path: &Path) -> Result<SearchTable, TableError> {
+        let text = std::fs::read(path).map_err(|source| TableError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let entries = serde_json::from_slice(&text).map_err(|source| TableError::Malformed {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(SearchTable { entries })
+    }
+
+    /// The answer for `query`, if the table has one.
+    pub fn lookup(&self, query: &str) -> Option<&str> {
+        self.entries.get(query).map(String::as_str)
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the table has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// The JSON content of a search request.
+#[derive(Debug, Serialize)]
+struct SearchRequest<'a> {
+    action: &'a str,
+    value: &'a str,
+}
+
+/// The JSON content of every `text/json` response.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Answer<'a> {
+    #[serde(borrow)]
+    pub result: Cow<'a, str>,
+}
+
+/// The request the guide's client sends for `ACTION VALUE`: a JSON search
+/// request when the action is `search`, otherwise a binary request whose
+/// content is the action and value as UTF-8.
+pub fn client_request(action: &str, value: &str) -> Message {
+    if action == "search" {
+        Message::json(&SearchRequest { action, value })
+    } else {
+        Message::binary(CLIENT_BINARY_TYPE, format!("{action}{value}").into_bytes())
+    }
+}
+
+/// A `text/json` response carrying `{"result": text}`.
+pub fn result_message(text: &str) -> Message {
+    Message::json(&Answer {
+        result: Cow::Borrowed(text),
+    })
+}
+
+/// The response sent before closing a connection whose stream could not be decoded.
+pub fn framing_error_response(error: &ProtocolError) -> Message {
+    result_message(&format!("Error: {error}."))
+}
+
+/// Answers one well-framed request.
+pub fn respond(table: &SearchTable, request: &Message) -> Message {
+    if !request.is_json() {
+        let echoed = &request.content[..request.content.len().min(BINARY_ECHO_LEN)];
+        let mut content = BytesMut::with_capacity(BINARY_RESPONSE_PREFIX.len() + echoed.len());
+        content.put_slice(BINARY_RESPONSE_PREFIX);
+        content.put_slice(echoed);
+        return Message::binary(SERVER_BINARY_TYPE, content.freeze());
+    }
+    let answer = match request.text() {
+        Ok(text) => answer_json(table, &text),
+        Err(error) => format!("Error: {error}."),
+    };
+    result_message(&answer)
+}
+
+/// Fields of a JSON request; strings without escapes are borrowed.
+#[derive(Deserialize)]
+struct IncomingRequest<'a> {
+    #[serde(borrow, default)]
+    action: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    value: Option<Cow<'a, str>>,
+}
+
+fn answer_json(table: &SearchTable, text: &str) -> String {
+    let Ok(request) = serde_json::from_str::<IncomingRequest<'_>>(text) else {
+        return explain_bad_request(text);
+    };
+    match (request.action.as_deref(), request.value.as_deref()) {
+        (None, _) => "Error: request has no \"action\".".to_owned(),
+        (Some("search"), None) => "Error: search request has no \"value\".".to_owned(),
+        (Some("search"), Some(query)) => match table.lookup(query) {
+            Some(answer) => answer.to_owned(),
+            None => format!("No match for '{query}'."),
+        },
+        (Some(action), _) => format!("Error: invalid action '{action}'."),
+    }
+}
+
+/// The slow path: say precisely what is wrong with a request the fast path
+/// could not read.
+fn explain_bad_request(text: &str) -> String {
+    let object = match serde_json::from_str::<Value>(text) {
+        Err(error) => return format!("Error: request content is not valid JSON: {error}."),
+        Ok(Value::Object(object)) => object,
+        Ok(_) => return "Error: request content must be a JSON object.".to_owned(),
+    };
+    match (object.get("action"), object.get("value")) {
+        (Some(Value::String(action)), _) if action != "search" => {
+            format!("Error: invalid action '{action}'.")
+        }
+        (Some(Value::String(_)), Some(value)) => {
+            format!("Error: search value must be a string, got {value}.")
+        }
+        (Some(action), _) => format!("Error: action must be a string, got {action}."),
+        (None, _) => "Error: request has no \"action\".".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::protocol::ByteOrder;
+
+    fn json_request(content: &str) -> Message {
+        Message {
+            content: Bytes::copy_from_slice(content.as_bytes()),
+            ..Message::json(&())
+        }
+    }
+
+    fn result_of(response: &Message) -> String {
+        assert!(response.is_json());
+        let answer: Answer<'_> = serde_json::from_slice(&response.content).unwrap();
+        answer.result.into_owned()
+    }
+
+    #[test]
+    fn search_answers_from_table() {
+        let table = SearchTable::builtin();
+        assert_eq!(
+            result_of(&respond(&table, &client_request("search", "morpheus"))),
+            "Follow the white rabbit. 🐰"
+        );
+        assert_eq!(
+            result_of(&respond(&table, &client_request("search", "🐶"))),
+            "🐾 Playing ball! 🏐"
+        );
+        assert_eq!(
+            result_of(&respond(&table, &client_request("search", "needle"))),
+            "No match for 'needle'."
+        );
+    }
+
+    #[test]
+    fn semantic_errors_say_what_is_wrong() {
+        let table = SearchTable::builtin();
+        let cases = [
+            (
+                r#"{"action": "find", "value": "x"}"#,
+                "Error: invalid action 'find'.",
+            ),
+            (
+                r#"{"action": "find", "value": 5}"#,
+                "Error: invalid action 'find'.",
+            ),
+            (r#"{"value": "x"}"#, "Error: request has no \"action\"."),
+            (
+                r#"{"action": "search"}"#,
+                "Error: search request has no \"value\".",
+            ),
+            (
+                r#"{"action": "search", "value": 42}"#,
+                "Error: search value must be a string, got 42.",
+            ),
+            (
+                r#"{"action": ["search"], "value": "x"}"#,
+                "Error: action must be a string, got [\"search\"].",
+            ),
+            (r#"[1, 2]"#, "Error: request content must be a JSON object."),
+        ];
+        for (content, expected) in cases {
+            assert_eq!(
+                result_of(&respond(&table, &json_request(content))),
+                expected,
+                "request {content}"
+            );
+        }
+        let not_json = result_of(&respond(&table, &json_request("{nope")));
+        assert!(
+            not_json.starts_with("Error: request content is not valid JSON: "),
+            "{not_json}"
+        );
+    }
+
+    #[test]
+    fn binary_requests_get_first_ten_bytes() {
+        let table = SearchTable::builtin();
+        let response = respond(&table, &client_request("binary", "😃"));
+        assert_eq!(response.content_type, SERVER_BINARY_TYPE);
+        assert_eq!(response.content_encoding, "binary");
+        assert_eq!(
+            &response.content[..],
+            b"First 10 bytes of request: binary\xf0\x9f\x98\x83"
+        );
+        let short = Message {
+            byteorder: ByteOrder::Big,
+            ..Message::binary("application/octet-stream", &b"abc"[..])
+        };
+        assert_eq!(
+            &respond(&table, &short).content[..],
+            b"First 10 bytes of request: abc"
+        );
+    }
+
+    #[test]
+    fn table_loads_from_file_with_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good.json");
+        std::fs::write(&good, r#"{"neo": "the one", "🐶": "woof"}"#).unwrap();
+        let table = SearchTable::load(&good).unwrap();
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.lookup("neo"), Some("the one"));
+
+        let bad = dir.path().join("bad.json");
+        std::fs::write(&bad, r#"{"neo": 1}"#).unwrap();
+        let err = SearchTable::load(&bad).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!(
+                "search table {} is not a JSON object of string to string",
+                bad.display()
+            )),
+            "{err}"
+        );
+
+        let missing = dir.path().join("missing.json");
+        let err = SearchTable::load(&missing).unwrap_err().to_string();
+        assert!(
+            err.starts_with(&format!("cannot read search table {}", missing.display())),
+            "{err}"
+        );
+    }
+}

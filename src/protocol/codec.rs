@@ -1,0 +1,525 @@
+//! [`MessageCodec`]: a tokio-util [`Decoder`]/[`Encoder`] for [`Message`]s.
+//!
+//! ```text
+//!  0      2                    2+H                  2+H+C
+//!  +------+--------------------+--------------------+
+//!  |  H   |  JSON header       |  content           |
+//!  | u16BE|  H bytes, UTF-8    |  C = content-length|
+//!  +------+--------------------+--------------------+
+//! ```
+//!
+//! The decoder is a two-state machine (waiting for a header, waiting for
+//! content) so a header is parsed once however the bytes trickle in. Every
+//! length read off the wire is checked before any memory is reserved for it:
+//! the header length is bounded by the `u16`, the content length by
+//! [`MessageCodec::max_content_len`]; content memory grows with what actually
+//! arrives, never with what the peer announced.
+
+use std::borrow::Cow;
+
+use bytes::{Buf, BufMut, BytesMut};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio_util::codec::{Decoder, Encoder};
+
+use super::json::write_python_json;
+use super::{
+    ByteOrder, DEFAULT_MAX_CONTENT_LEN, MAX_JSON_HEADER_LEN, Message, PROTO_HEADER_LEN,
+    ProtocolError, TEXT_JSON,
+};
+
+/// Encodes and decodes [`Message`]s on a byte stream.
+#[derive(Debug, Clone)]
+pub struct MessageCodec {
+    max_content_len: usize,
+    state: DecodeState,
+}
+
+/// A parsed header whose content has not fully arrived yet.
+#[derive(Debug, Clone)]
+struct PendingHeader {
+    byteorder: ByteOrder,
+    content_type: String,
+    content_encoding: String,
+    content_len: usize,
+}
+
+#[derive(Debug, Clone)]
+enum DecodeState {
+    Header,
+    Content(PendingHeader),
+}
+
+impl Default for MessageCodec {
+    fn default() -> Self {
+        MessageCodec::new()
+    }
+}
+
+impl MessageCodec {
+    /// A codec with the default limits.
+    pub fn new() -> MessageCodec {
+        MessageCodec {
+            max_content_len: DEFAULT_MAX_CONTENT_LEN,
+            state: DecodeState::Header,
+        }
+    }
+
+    /// Sets the largest `content-length` the decoder accepts. A message
+    /// announcing more is rejected as soon as its header is read.
+    pub fn with_max_content_len(mut self, max: usize) -> MessageCodec {
+        self.max_content_len = max;
+        self
+    }
+
+    /// The largest `content-length` the decoder accepts.
+    pub fn max_content_len(&self) -> usize {
+        self.max_content_len
+    }
+
+    /// Whether the decoder holds the header of a message whose content has
+    /// not arrived. Together with an empty read buffer, `false` means the
+    /// stream is between messages.
+    pub fn is_mid_message(&self) -> bool {
+        matches!(self.state, DecodeState::Content(_))
+    }
+
+    fn parse_header(&self, json: &[u8]) -> Result<PendingHeader, ProtocolError> {
+        let json =
+            std::str::from_utf8(json).map_err(|e| ProtocolError::HeaderNotJson(e.to_string()))?;
+        // serde would also accept a JSON array for a struct; the spec wants an object.
+        if json.trim_start().bytes().next().is_some_and(|b| b != b'{') {
+            return match serde_json::from_str::<serde::de::IgnoredAny>(json) {
+                Ok(_) => Err(ProtocolError::HeaderNotObject),
+                Err(e) => Err(ProtocolError::HeaderNotJson(e.to_string())),
+            };
+        }
+        let wire: WireHeaderIn<'_> =
+            serde_json::from_str(json).map_err(|e| ProtocolError::HeaderNotJson(e.to_string()))?;
+        let content_len = match wire.content_length {
+            None => return Err(ProtocolError::MissingHeaderKey("content-length")),
+            Some(value) => value
+                .as_u64()
+                .ok_or_else(|| ProtocolError::BadHeaderValue {
+                    key: "content-length",
+                    expected: "a non-negative integer",
+                    got: value.to_string(),
+                })?,
+        };
+        let byteorder = required_str("byteorder", wire.byteorder)?;
+        let byteorder =
+            ByteOrder::from_name(&byteorder).ok_or_else(|| ProtocolError::BadHeaderValue {
+                key: "byteorder",
+                expected: "\"little\" or \"big\"",
+                got: format!("{byteorder:?}"),
+            })?;
+        let content_type = required_str("content-type", wire.content_type)?.into_owned();
+        let content_encoding =
+            required_str("content-encoding", wire.content_encoding)?.into_owned();
+        let content_len = usize::try_from(content_len)
+            .ok()
+            .filter(|&len| len <= self.max_content_len)
+            .ok_or(ProtocolError::ContentTooLarge {
+                len: content_len,
+                max: self.max_content_len,
+            })?;
+        Ok(PendingHeader {
+            byteorder,
+            content_type,
+            content_encoding,
+            content_len,
+        })
+    }
+}
+
+/// The header as it arrives; unknown keys are ignored. Values are kept loose
+/// so that a wrong type gets an error naming the key.
+#[derive(Deserialize)]
+struct WireHeaderIn<'a> {
+    #[serde(borrow)]
+    byteorder: Option<StrOrOther<'a>>,
+    #[serde(rename = "content-type", borrow)]
+    content_type: Option<StrOrOther<'a>>,
+    #[serde(rename = "content-encoding", borrow)]
+    content_encoding: Option<StrOrOther<'a>>,
+    #[serde(rename = "content-length")]
+    content_length: Option<Value>,
+}
+
+/// A header value that should be a string: borrowed when it has no escapes.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StrOrOther<'a> {
+    Str(#[serde(borrow)] Cow<'a, str>),
+    Other(Value),
+}
+
+fn required_str<'a>(
+    key: &'static str,
+    value: Option<StrOrOther<'a>>,
+) -> Result<Cow<'a, str>, ProtocolError> {
+    match value {
+        None => Err(ProtocolError::MissingHeaderKey(key)),
+        Some(StrOrOther::Str(s)) => Ok(s),
+        Some(StrOrOther::Other(other)) => Err(ProtocolError::BadHeaderValue {
+            key,
+            expected: "a string",
+            got: other.to_string(),
+        }),
+    }
+}
+
+/// The header as we write it: keys in the order the guide's Python writes them.
+#[derive(Serialize)]
+struct WireHeaderOut<'a> {
+    byteorder: ByteOrder,
+    #[serde(rename = "content-type")]
+    content_type: &'a str,
+    #[serde(rename = "content-encoding")]
+    content_encoding: &'a str,
+    #[serde(rename = "content-length")]
+    content_length: usize,
+}
+
+impl Decoder for MessageCodec {
+    type Item = Message;
+    type Error = ProtocolError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
+        if let DecodeState::Header = self.state {
+            if src.len() < PROTO_HEADER_LEN {
+                return Ok(None);
+            }
+            let header_len = usize::from(u16::from_be_bytes([src[0], src[1]]));
+            let frame_start = PROTO_HEADER_LEN + header_len;
+            if src.len() < frame_start {
+                // Bounded by u16::MAX, so reserving the rest of the header is safe.
+                src.reserve(frame_start - src.len());
+                return Ok(None);
+            }
+            let header = self.parse_header(&src[PROTO_HEADER_LEN..frame_start])?;
+            src.advance(frame_start);
+            self.state = DecodeState::Content(header);
+        }
+        let DecodeState::Content(header) = &self.state else {
+            unreachable!("header state handled above")
+        };
+        if src.len() < header.content_len {
+            return Ok(None);
+        }
+        let DecodeState::Content(header) = std::mem::replace(&mut self.state, DecodeState::Header)
+        else {
+            unreachable!("checked above")
+        };
+        let content = src.split_to(header.content_len).freeze();
+        let message = Message {
+            byteorder: header.byteorder,
+            content_type: header.content_type,
+            content_encoding: header.content_encoding,
+            content,
+        };
+        if message.content_type == TEXT_JSON {
+            message.text()?;
+        }
+        Ok(Some(message))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
+        match self.decode(src)? {
+            Some(message) => Ok(Some(message)),
+            None if src.is_empty() && !self.is_mid_message() => Ok(None),
+            None => Err(ProtocolError::Truncated {
+                buffered: src.len(),
+            }),
+        }
+    }
+}
+
+impl Encoder<&Message> for MessageCodec {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, message: &Message, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        let start = dst.len();
+        dst.reserve(PROTO_HEADER_LEN + 96 + message.content.len());
+        dst.put_u16(0); // patched below, once the header's length is known
+        let header = WireHeaderOut {
+            byteorder: message.byteorder,
+            content_type: &message.content_type,
+            content_encoding: &message.content_encoding,
+            content_length: message.content.len(),
+        };
+        write_python_json((&mut *dst).writer(), &header).map_err(std::io::Error::from)?;
+        let header_len = dst.len() - start - PROTO_HEADER_LEN;
+        let Ok(header_len_u16) = u16::try_from(header_len) else {
+            dst.truncate(start);
+            return Err(ProtocolError::HeaderTooLarge {
+                len: header_len,
+                max: MAX_JSON_HEADER_LEN,
+            });
+        };
+        dst[start..start + PROTO_HEADER_LEN].copy_from_slice(&header_len_u16.to_be_bytes());
+        dst.extend_from_slice(&message.content);
+        Ok(())
+    }
+}
+
+impl Encoder<Message> for MessageCodec {
+    type Error = ProtocolError;
+
+    fn encode(&mut self, message: Message, dst: &mut BytesMut) -> Result<(), ProtocolError> {
+        self.encode(&message, dst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn search(value: &str) -> Message {
+        #[derive(Serialize)]
+        struct Search<'a> {
+            action: &'a str,
+            value: &'a str,
+        }
+        Message::json(&Search {
+            action: "search",
+            value,
+        })
+    }
+
+    fn encode(message: &Message) -> BytesMut {
+        let mut out = BytesMut::new();
+        MessageCodec::new().encode(message, &mut out).unwrap();
+        out
+    }
+
+    fn frame(header: &str, content: &[u8]) -> BytesMut {
+        let mut out = BytesMut::new();
+        out.put_u16(header.len() as u16);
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(content);
+        out
+    }
+
+    #[test]
+    fn one_byte_at_a_time() {
+        let message = search("morpheus");
+        let wire = encode(&message);
+        let mut codec = MessageCodec::new();
+        let mut buf = BytesMut::new();
+        for (i, byte) in wire.iter().enumerate() {
+            buf.put_u8(*byte);
+            let decoded = codec.decode(&mut buf).unwrap();
+            if i + 1 < wire.len() {
+                assert_eq!(decoded, None, "message complete too early at byte {i}");
+            } else {
+                assert_eq!(decoded, Some(message.clone()));
+            }
+        }
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn two_messages_in_one_read() {
+        let first = search("ring");
+        let second = Message::binary(
+            "binary/custom-client-binary-type",
+            Bytes::from_static(b"binary \xf0\x9f\x98\x83"),
+        );
+        let mut buf = encode(&first);
+        buf.extend_from_slice(&encode(&second));
+        let mut codec = MessageCodec::new();
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(first));
+        assert_eq!(codec.decode(&mut buf).unwrap(), Some(second));
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+    }
+
+    #[test]
+    fn empty_content_is_a_message() {
+        let message = Message::binary("binary/x", Bytes::new());
+        let mut buf = encode(&message);
+        assert_eq!(MessageCodec::new().decode(&mut buf).unwrap(), Some(message));
+    }
+
+    #[test]
+    fn oversize_content_length_rejected_before_content_arrives() {
+        let header = r#"{"byteorder": "little", "content-type": "binary/x", "content-encoding": "binary", "content-length": 4294967296000}"#;
+        let mut buf = frame(header, b"");
+        let capacity_before = buf.capacity();
+        let err = MessageCodec::new()
+            .with_max_content_len(1000)
+            .decode(&mut buf)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ProtocolError::ContentTooLarge {
+                    len: 4294967296000,
+                    max: 1000
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "content-length 4294967296000 is above the limit of 1000 bytes"
+        );
+        assert_eq!(
+            buf.capacity(),
+            capacity_before,
+            "nothing reserved for the announced content"
+        );
+    }
+
+    #[test]
+    fn content_memory_grows_with_arrivals_not_announcements() {
+        let header = r#"{"byteorder": "little", "content-type": "binary/x", "content-encoding": "binary", "content-length": 1000000}"#;
+        let mut buf = frame(header, b"abc");
+        let mut codec = MessageCodec::new();
+        assert_eq!(codec.decode(&mut buf).unwrap(), None);
+        assert!(codec.is_mid_message());
+        assert!(
+            buf.capacity() < 10_000,
+            "capacity {} follows the announcement",
+            buf.capacity()
+        );
+    }
+
+    #[test]
+    fn header_not_json() {
+        let mut buf = frame("{not json", b"");
+        let err = MessageCodec::new().decode(&mut buf).unwrap_err();
+        assert!(matches!(err, ProtocolError::HeaderNotJson(_)), "{err}");
+        let mut buf = frame("\u{0}", b"");
+        assert!(matches!(
+            MessageCodec::new().decode(&mut buf),
+            Err(ProtocolError::HeaderNotJson(_))
+        ));
+        let mut buf = frame("", b"");
+        assert!(matches!(
+            MessageCodec::new().decode(&mut buf),
+            Err(ProtocolError::HeaderNotJson(_))
+        ));
+        let mut invalid_utf8 = BytesMut::from(&b"\x00\x03\"\xff\""[..]);
+        assert!(matches!(
+            MessageCodec::new().decode(&mut invalid_utf8),
+            Err(ProtocolError::HeaderNotJson(_))
+        ));
+    }
+
+    #[test]
+    fn header_not_an_object() {
+        let mut buf = frame(r#"["little", "text/json", "utf-8", 0]"#, b"");
+        assert!(matches!(
+            MessageCodec::new().decode(&mut buf),
+            Err(ProtocolError::HeaderNotObject)
+        ));
+    }
+
+    #[test]
+    fn header_key_errors_name_the_key() {
+        let cases = [
+            (
+                r#"{"content-type": "text/json", "content-encoding": "utf-8", "content-length": 0}"#,
+                "JSON header lacks required key \"byteorder\"",
+            ),
+            (
+                r#"{"byteorder": "little", "content-encoding": "utf-8", "content-length": 0}"#,
+                "JSON header lacks required key \"content-type\"",
+            ),
+            (
+                r#"{"byteorder": "little", "content-type": "x", "content-length": 0}"#,
+                "JSON header lacks required key \"content-encoding\"",
+            ),
+            (
+                r#"{"byteorder": "little", "content-type": "x", "content-encoding": "binary"}"#,
+                "JSON header lacks required key \"content-length\"",
+            ),
+            (
+                r#"{"byteorder": "little", "content-type": "x", "content-encoding": "binary", "content-length": -1}"#,
+                "JSON header key \"content-length\" must be a non-negative integer, got -1",
+            ),
+            (
+                r#"{"byteorder": "little", "content-type": "x", "content-encoding": "binary", "content-length": "5"}"#,
+                "JSON header key \"content-length\" must be a non-negative integer, got \"5\"",
+            ),
+            (
+                r#"{"byteorder": "little", "content-type": "x", "content-encoding": "binary", "content-length": 1.5}"#,
+                "JSON header key \"content-length\" must be a non-negative integer, got 1.5",
+            ),
+            (
+                r#"{"byteorder": "middle", "content-type": "x", "content-encoding": "binary", "content-length": 0}"#,
+                "JSON header key \"byteorder\" must be \"little\" or \"big\", got \"middle\"",
+            ),
+            (
+                r#"{"byteorder": "big", "content-type": 7, "content-encoding": "binary", "content-length": 0}"#,
+                "JSON header key \"content-type\" must be a string, got 7",
+            ),
+        ];
+        for (header, expected) in cases {
+            let err = MessageCodec::new()
+                .decode(&mut frame(header, b""))
+                .unwrap_err();
+            assert_eq!(err.to_string(), expected, "header {header}");
+        }
+    }
+
+    #[test]
+    fn extra_header_keys_are_ignored_and_escapes_decoded() {
+        let header = r#"{"x-trace": [1, {"a": null}], "byteorder": "big", "content-type": "binary\/x", "content-encoding": "binary", "content-length": 2}"#;
+        let message = MessageCodec::new()
+            .decode(&mut frame(header, b"hi"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(message.byteorder, ByteOrder::Big);
+        assert_eq!(message.content_type, "binary/x");
+        assert_eq!(&message.content[..], b"hi");
+    }
+
+    #[test]
+    fn text_json_content_must_decode() {
+        let header = r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 2}"#;
+        let err = MessageCodec::new()
+            .decode(&mut frame(header, b"\xff\xfe"))
+            .unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::ContentNotDecodable { .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn eof_mid_message_is_truncation() {
+        let wire = encode(&search("ring"));
+        for cut in [1, 2, 10, wire.len() - 1] {
+            let mut buf = BytesMut::from(&wire[..cut]);
+            let mut codec = MessageCodec::new();
+            assert_eq!(codec.decode(&mut buf).unwrap(), None);
+            let err = codec.decode_eof(&mut buf).unwrap_err();
+            assert!(
+                matches!(err, ProtocolError::Truncated { .. }),
+                "cut at {cut}: {err}"
+            );
+        }
+        let mut empty = BytesMut::new();
+        assert_eq!(MessageCodec::new().decode_eof(&mut empty).unwrap(), None);
+    }
+
+    #[test]
+    fn oversize_header_is_not_encoded() {
+        let message = Message::binary("x".repeat(70_000), Bytes::new());
+        let mut out = BytesMut::from(&b"keep"[..]);
+        let err = MessageCodec::new().encode(&message, &mut out).unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::HeaderTooLarge { max: 65535, .. }),
+            "{err}"
+        );
+        assert_eq!(
+            &out[..],
+            b"keep",
+            "a failed encode leaves the buffer as it was"
+        );
+    }
+}

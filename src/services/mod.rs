@@ -1,0 +1,39 @@
+//! Connection loops: what a server does on one connection, generic over the
+//! stream so TCP, Unix sockets and TLS share them. Each drives a handler
+//! from [`crate::handlers`] and reports a [`crate::server::CloseReason`].
+
+pub mod app;
+
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// How long a closing connection keeps reading (and discarding) what the
+/// client still sends, so that our last response is not destroyed by a reset.
+const LINGER: Duration = Duration::from_secs(1);
+/// At most this much is read and discarded while lingering.
+const LINGER_MAX_BYTES: usize = 256 * 1024;
+
+/// Closes our side of `stream` without losing what we already wrote.
+///
+/// Closing a TCP socket that still has unread input makes the kernel send a
+/// reset, and a reset can discard our final response before the client reads
+/// it (this matters after a framing error, when the client is still sending).
+/// So: send FIN, then read and drop input until the client closes too, for at
+/// most [`LINGER`] and [`LINGER_MAX_BYTES`].
+pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut scratch = [0u8; 4096];
+        let mut drained = 0;
+        while drained < LINGER_MAX_BYTES {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}

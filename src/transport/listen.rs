@@ -1,0 +1,117 @@
+//! Listening sockets and the [`Acceptor`] trait the server's accept loop uses.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::{PeerAddr, TransportError, canonical};
+
+/// Default listen backlog. The kernel caps it at `net.core.somaxconn`.
+pub const DEFAULT_BACKLOG: u32 = 1024;
+
+/// A listening socket that hands out connected streams.
+pub trait Acceptor: Send + 'static {
+    /// The connected stream type.
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Waits for the next connection.
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as the listeners' own `accept` methods are.
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, PeerAddr)>> + Send;
+}
+
+impl Acceptor for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(TcpStream, PeerAddr)> {
+        let (stream, addr) = TcpListener::accept(self).await?;
+        // Requests and responses are small and written whole: don't let Nagle delay them.
+        stream.set_nodelay(true)?;
+        Ok((stream, PeerAddr::Tcp(canonical(addr))))
+    }
+}
+
+/// Opens a TCP listener on `host:port` with `SO_REUSEADDR` and the given backlog.
+///
+/// An empty host listens on every IPv4 interface, as in the guide; `::`
+/// listens on every interface and, where the OS allows, accepts IPv4 clients
+/// too (as v4-mapped addresses). A name is resolved and its first address used.
+///
+/// # Errors
+/// [`TransportError::Resolve`] or [`TransportError::NoAddresses`] for a host
+/// that does not resolve, [`TransportError::Bind`] when the socket cannot be
+/// set up (port in use, address not local, no permission).
+pub async fn bind_tcp(host: &str, port: u16, backlog: u32) -> Result<TcpListener, TransportError> {
+    let addr = resolve_listen_addr(host, port).await?;
+    let bind_error = |source| TransportError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
+        .map_err(bind_error)?;
+    // Lets a restarted server bind while old connections sit in TIME_WAIT.
+    socket.set_reuse_address(true).map_err(bind_error)?;
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        // Best effort: some systems only do IPv6 on an IPv6 socket.
+        let _ = socket.set_only_v6(false);
+    }
+    socket.set_nonblocking(true).map_err(bind_error)?;
+    socket.bind(&addr.into()).map_err(bind_error)?;
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    socket.listen(backlog).map_err(bind_error)?;
+    TcpListener::from_std(socket.into()).map_err(bind_error)
+}
+
+async fn resolve_listen_addr(host: &str, port: u16) -> Result<SocketAddr, TransportError> {
+    if host.is_empty() {
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let mut addrs = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|source| TransportError::Resolve {
+            host: host.to_owned(),
+            source,
+        })?;
+    addrs.next().ok_or_else(|| TransportError::NoAddresses {
+        host: host.to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn binds_port_zero_and_reports_port_in_use() {
+        let listener = bind_tcp("127.0.0.1", 0, DEFAULT_BACKLOG).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        assert_ne!(port, 0);
+        let err = bind_tcp("127.0.0.1", port, DEFAULT_BACKLOG)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with(&format!("cannot listen on 127.0.0.1:{port}: ")),
+            "{text}"
+        );
+        assert!(
+            text.contains("another program is using that port"),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn empty_host_is_every_ipv4_interface() {
+        let listener = bind_tcp("", 0, DEFAULT_BACKLOG).await.unwrap();
+        assert_eq!(
+            listener.local_addr().unwrap().ip(),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        );
+    }
+}

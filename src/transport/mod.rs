@@ -1,0 +1,103 @@
+//! Addresses, listening and connecting: everything that turns a host and a
+//! port into a socket. The protocol and the services never see these details;
+//! they get a stream that is `AsyncRead + AsyncWrite`.
+
+pub mod connect;
+pub mod listen;
+
+use std::fmt;
+use std::net::SocketAddr;
+
+pub use connect::connect_tcp;
+pub use listen::{Acceptor, bind_tcp};
+
+/// The port the guide uses for every example.
+pub const DEFAULT_PORT: u16 = 65432;
+
+/// The host the guide's servers listen on: loopback only.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+
+/// Who is on the other end of a connection, for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAddr {
+    Tcp(SocketAddr),
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAddr::Tcp(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+/// Turns an IPv4 client seen through a dual-stack IPv6 socket
+/// (`[::ffff:127.0.0.1]:5000`) back into the address users know (`127.0.0.1:5000`).
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
+
+/// Why a socket could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot resolve {host:?}: {source}")]
+    Resolve {
+        host: String,
+        source: std::io::Error,
+    },
+    #[error("{host:?} resolved to no addresses")]
+    NoAddresses { host: String },
+    #[error("cannot listen on {addr}: {source}{hint}", hint = bind_hint(.source))]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {target}: {}", describe_failures(.failures))]
+    Connect {
+        target: String,
+        failures: Vec<(SocketAddr, std::io::Error)>,
+    },
+}
+
+fn bind_hint(error: &std::io::Error) -> &'static str {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            " (another program is using that port: stop it or pick another port)"
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need privileges: pick a higher port)"
+        }
+        std::io::ErrorKind::AddrNotAvailable => " (that address is not on this machine)",
+        _ => "",
+    }
+}
+
+fn describe_failures(failures: &[(SocketAddr, std::io::Error)]) -> String {
+    failures
+        .iter()
+        .map(|(addr, error)| format!("{addr}: {error}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Raises this process's open-file limit to the hard limit, so a server can
+/// hold as many connections as the administrator allows. Returns the new limit.
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(limit.rlim_cur)
+}
