@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::Value;
 use tracing::debug;
 
-use sockets::client::{self, DEFAULT_TIMEOUT};
+use sockets::client;
 use sockets::handlers::app::client_request;
 use sockets::protocol::DEFAULT_MAX_CONTENT_LEN;
 use sockets::python_repr::BytesRepr;
@@ -35,7 +35,6 @@ pub struct AppClientArgs {
 }
 
 pub async fn run(args: AppClientArgs) -> Result<ExitCode> {
-    let _ = DEFAULT_TIMEOUT; // documented default of the library; the flag's default matches it
     debug!("Starting connection to {} port {}", args.host, args.port);
     let stream = transport::connect_tcp(&args.host, args.port, args.timeout).await?;
     let request = client_request(&args.action, &args.value);

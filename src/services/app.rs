@@ -65,11 +65,15 @@ impl Service for AppService {
                     }
                     let between_messages =
                         framed.read_buffer().is_empty() && !framed.codec().is_mid_message();
+                    if shutdown.is_cancelled() && between_messages {
+                        break CloseReason::Shutdown;
+                    }
                     tokio::select! {
                         biased;
                         next = framed.next() => next,
-                        // A half-received request is still awaited during shutdown.
-                        () = shutdown.cancelled(), if between_messages => break CloseReason::Shutdown,
+                        // Look again at what has arrived: a half-received request
+                        // is still awaited during shutdown.
+                        () = shutdown.cancelled(), if !shutdown.is_cancelled() => continue,
                         () = tokio::time::sleep(idle_timeout) => break CloseReason::Idle(idle_timeout),
                     }
                 }

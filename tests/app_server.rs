@@ -1,0 +1,527 @@
+//! The real `sockets app-server` binary on loopback, driven as clients would:
+//! byte-exact answers, every segmentation, pipelining, half-close, resets,
+//! timeouts, limits, memory under a client that never reads, and shutdown.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use sockets::handlers::app::{Answer, client_request};
+use sockets::protocol::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use common::{
+    ServerProcess, connect, encode, read_message, read_to_end, send, step, vector, vectors,
+};
+
+fn result_of(message: &Message) -> String {
+    assert!(
+        message.is_json(),
+        "expected a JSON response, got {message:?}"
+    );
+    let answer: Answer<'_> =
+        serde_json::from_slice(&message.content).expect("a {\"result\": ...} object");
+    answer.result.into_owned()
+}
+
+fn start(extra: &[&str]) -> ServerProcess {
+    let mut args = vec!["app-server", "127.0.0.1", "0"];
+    args.extend_from_slice(extra);
+    ServerProcess::start(&args)
+}
+
+/// Encoded search request.
+fn search(value: &str) -> Vec<u8> {
+    encode(&client_request("search", value))
+}
+
+#[tokio::test]
+async fn every_vector_request_gets_its_exact_response_bytes() {
+    let server = start(&[]);
+    let vectors = vectors();
+    for request in vectors.iter().filter(|v| v.name.ends_with(".request")) {
+        let stem = request
+            .name
+            .trim_end_matches(".request")
+            .replace("-bigendian-client", "");
+        let expected = vector(&vectors, &format!("{stem}.response"));
+        let mut stream = connect(server.addr).await;
+        send(&mut stream, &request.wire).await;
+        stream.shutdown().await.unwrap();
+        // The server's byteorder is this machine's; the vectors were made on a little-endian one.
+        let got = read_to_end(&mut stream).await;
+        if cfg!(target_endian = "little") {
+            assert_eq!(got, expected.wire, "response to {}", request.name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_trickled_one_byte_at_a_time_is_answered() {
+    let server = start(&[]);
+    let mut stream = connect(server.addr).await;
+    for byte in search("ring") {
+        send(&mut stream, &[byte]).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let response = read_message(&mut stream, &mut BytesMut::new())
+        .await
+        .expect("a response");
+    assert_eq!(
+        result_of(&response),
+        "In the caves beneath the Misty Mountains. 💍"
+    );
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let server = start(&[]);
+    let mut stream = connect(server.addr).await;
+    let queries: Vec<String> = (0..200)
+        .map(|i| {
+            if i % 3 == 0 {
+                "morpheus".into()
+            } else {
+                format!("q{i}")
+            }
+        })
+        .collect();
+    let mut wire = Vec::new();
+    for (i, query) in queries.iter().enumerate() {
+        if i % 5 == 4 {
+            wire.extend(encode(&client_request(
+                "binary",
+                &format!("#{i:04}-payload"),
+            )));
+        } else {
+            wire.extend(search(query));
+        }
+    }
+    send(&mut stream, &wire).await;
+    let mut buf = BytesMut::new();
+    for (i, query) in queries.iter().enumerate() {
+        let response = read_message(&mut stream, &mut buf)
+            .await
+            .expect("a response per request");
+        if i % 5 == 4 {
+            let content = format!("binary#{i:04}-payload");
+            assert_eq!(
+                &response.content[..],
+                [
+                    &b"First 10 bytes of request: "[..],
+                    &content.as_bytes()[..10]
+                ]
+                .concat()
+            );
+        } else if query == "morpheus" {
+            assert_eq!(result_of(&response), "Follow the white rabbit. 🐰");
+        } else {
+            assert_eq!(result_of(&response), format!("No match for '{query}'."));
+        }
+    }
+}
+
+#[tokio::test]
+async fn half_close_still_gets_every_answer_then_eof() {
+    let server = start(&[]);
+    let mut stream = connect(server.addr).await;
+    let wire: Vec<u8> = ["morpheus", "ring", "🐶"]
+        .iter()
+        .flat_map(|q| search(q))
+        .collect();
+    send(&mut stream, &wire).await;
+    stream.shutdown().await.unwrap();
+    let mut buf = BytesMut::new();
+    let mut results = Vec::new();
+    while let Some(response) = read_message(&mut stream, &mut buf).await {
+        results.push(result_of(&response));
+    }
+    assert_eq!(
+        results,
+        [
+            "Follow the white rabbit. 🐰",
+            "In the caves beneath the Misty Mountains. 💍",
+            "🐾 Playing ball! 🏐"
+        ]
+    );
+    server.wait_for_log("(client closed the connection)");
+}
+
+#[tokio::test]
+async fn semantic_errors_keep_the_connection_open() {
+    let server = start(&[]);
+    let mut stream = connect(server.addr).await;
+    let mut buf = BytesMut::new();
+    send(&mut stream, &encode(&client_request("search", "x"))[..0]).await;
+    let bad = Message {
+        content: r#"{"action": "search", "value": 7}"#.into(),
+        ..client_request("search", "")
+    };
+    send(&mut stream, &encode(&bad)).await;
+    send(&mut stream, &search("morpheus")).await;
+    let first = read_message(&mut stream, &mut buf).await.unwrap();
+    assert_eq!(
+        result_of(&first),
+        "Error: search value must be a string, got 7."
+    );
+    let second = read_message(&mut stream, &mut buf).await.unwrap();
+    assert_eq!(result_of(&second), "Follow the white rabbit. 🐰");
+}
+
+#[tokio::test]
+async fn framing_errors_are_explained_then_the_connection_closes() {
+    let server = start(&["--max-content-length", "1000"]);
+    let header = r#"{"byteorder": "little", "content-type": "binary/x", "content-encoding": "binary", "content-length": 5000}"#;
+    let not_json = "{this is not json";
+    let cases = [
+        (
+            header,
+            "Error: content-length 5000 is above the limit of 1000 bytes.",
+        ),
+        (
+            not_json,
+            "Error: JSON header is not valid UTF-8 JSON: key must be a string at line 1 column 2.",
+        ),
+        (
+            r#"{"byteorder": "little"}"#,
+            "Error: JSON header lacks required key \"content-length\".",
+        ),
+    ];
+    for (header, expected) in cases {
+        let mut stream = connect(server.addr).await;
+        let mut wire = (header.len() as u16).to_be_bytes().to_vec();
+        wire.extend_from_slice(header.as_bytes());
+        wire.extend_from_slice(&[b'x'; 3000]); // more input the server will not read
+        send(&mut stream, &wire).await;
+        let mut buf = BytesMut::new();
+        let response = read_message(&mut stream, &mut buf)
+            .await
+            .expect("an error response");
+        assert_eq!(result_of(&response), expected);
+        assert!(
+            read_message(&mut stream, &mut buf).await.is_none(),
+            "the connection closes after a framing error"
+        );
+    }
+    // The server is unharmed.
+    let mut stream = connect(server.addr).await;
+    send(&mut stream, &search("ring")).await;
+    let response = read_message(&mut stream, &mut BytesMut::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        result_of(&response),
+        "In the caves beneath the Misty Mountains. 💍"
+    );
+    server.wait_for_log("(bad message: content-length 5000 is above the limit of 1000 bytes)");
+}
+
+#[tokio::test]
+async fn eof_in_the_middle_of_a_message_is_reported() {
+    let server = start(&[]);
+    let mut stream = connect(server.addr).await;
+    let wire = search("morpheus");
+    send(&mut stream, &wire[..wire.len() - 5]).await;
+    stream.shutdown().await.unwrap();
+    let response = read_message(&mut stream, &mut BytesMut::new())
+        .await
+        .expect("an error response");
+    assert_eq!(
+        result_of(&response),
+        "Error: stream ended in the middle of a message (36 bytes of it left unread)."
+    );
+}
+
+#[tokio::test]
+async fn a_reset_mid_message_affects_no_other_client() {
+    let server = start(&[]);
+    let mut steady = connect(server.addr).await;
+    let mut buf = BytesMut::new();
+    send(&mut steady, &search("ring")).await;
+    read_message(&mut steady, &mut buf).await.unwrap();
+
+    let rude = std::net::TcpStream::connect(server.addr).unwrap();
+    let wire = search("morpheus");
+    std::io::Write::write_all(&mut &rude, &wire[..20]).unwrap();
+    socket2::SockRef::from(&rude)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(rude); // RST
+    server.wait_for_log("(connection error: ");
+
+    send(&mut steady, &search("🐶")).await;
+    let response = read_message(&mut steady, &mut buf).await.unwrap();
+    assert_eq!(result_of(&response), "🐾 Playing ball! 🏐");
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed() {
+    let server = start(&["--idle-timeout", "0.3"]);
+    let started = Instant::now();
+    let mut silent = connect(server.addr).await;
+    let mut trickler = connect(server.addr).await;
+    let wire = search("ring");
+    // A request that never completes does not count as activity.
+    let trickle = async {
+        for byte in &wire[..10] {
+            if trickler.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let silent_end = async { read_to_end(&mut silent).await };
+    let (_, leftover) = step("idle close", async { tokio::join!(trickle, silent_end) }).await;
+    assert!(leftover.is_empty());
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(250),
+        "closed after {elapsed:?}, before the idle timeout"
+    );
+    assert_eq!(
+        read_to_end(&mut trickler).await,
+        b"",
+        "the trickling client is closed too"
+    );
+    server.wait_for_log("(idle for 300ms)");
+}
+
+#[tokio::test]
+async fn one_shot_mode_answers_one_request_then_closes() {
+    let server = start(&["--one-shot"]);
+    let mut stream = connect(server.addr).await;
+    let wire: Vec<u8> = [search("ring"), search("morpheus")].concat();
+    send(&mut stream, &wire).await;
+    let mut buf = BytesMut::new();
+    let response = read_message(&mut stream, &mut buf).await.unwrap();
+    assert_eq!(
+        result_of(&response),
+        "In the caves beneath the Misty Mountains. 💍"
+    );
+    assert!(read_message(&mut stream, &mut buf).await.is_none());
+    server.wait_for_log("(response sent)");
+}
+
+#[tokio::test]
+async fn a_thousand_concurrent_clients_are_all_served() {
+    let server = start(&["-q"]);
+    let addr = server.addr;
+    let clients: Vec<_> = (0..1000)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut stream = connect(addr).await;
+                let query = if i % 2 == 0 {
+                    "morpheus".to_string()
+                } else {
+                    format!("client {i}")
+                };
+                send(&mut stream, &[search(&query), search("ring")].concat()).await;
+                let mut buf = BytesMut::new();
+                let first = result_of(&read_message(&mut stream, &mut buf).await.unwrap());
+                let second = result_of(&read_message(&mut stream, &mut buf).await.unwrap());
+                (i, first, second, stream)
+            })
+        })
+        .collect();
+    let mut open = Vec::new();
+    for client in clients {
+        let (i, first, second, stream) = step("a client", client).await.unwrap();
+        let expected = if i % 2 == 0 {
+            "Follow the white rabbit. 🐰".to_string()
+        } else {
+            format!("No match for 'client {i}'.")
+        };
+        assert_eq!(first, expected);
+        assert_eq!(second, "In the caves beneath the Misty Mountains. 💍");
+        open.push(stream); // all 1000 stay connected at once
+    }
+    assert_eq!(open.len(), 1000);
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_slowed_and_memory_stays_bounded() {
+    let server = start(&["-q"]);
+    let baseline = server.rss_bytes();
+    let mut hog = connect(server.addr).await;
+    // 100,000 pipelined requests: about 11 MB in, 8 MB of responses the hog never reads.
+    let one = search("morpheus");
+    let burst: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
+    let mut written = 0usize;
+    for _ in 0..100 {
+        match tokio::time::timeout(Duration::from_millis(500), hog.write_all(&burst)).await {
+            Ok(result) => {
+                result.unwrap();
+                written += burst.len();
+            }
+            Err(_) => break, // the server stopped reading from us: backpressure works
+        }
+    }
+    assert!(
+        written < burst.len() * 100,
+        "the server kept reading from a client that reads nothing ({written} bytes)"
+    );
+    let grown = server.rss_bytes().saturating_sub(baseline);
+    assert!(
+        grown < 8 * 1024 * 1024,
+        "server RSS grew by {grown} bytes for one client"
+    );
+
+    // Everyone else is still served promptly.
+    let mut other = connect(server.addr).await;
+    send(&mut other, &search("ring")).await;
+    let response = read_message(&mut other, &mut BytesMut::new())
+        .await
+        .unwrap();
+    assert_eq!(
+        result_of(&response),
+        "In the caves beneath the Misty Mountains. 💍"
+    );
+}
+
+#[tokio::test]
+async fn clients_past_the_connection_limit_wait_for_a_free_slot() {
+    let server = start(&["--max-connections", "2"]);
+    let mut first = connect(server.addr).await;
+    let mut second = connect(server.addr).await;
+    let mut buf = BytesMut::new();
+    for stream in [&mut first, &mut second] {
+        send(stream, &search("ring")).await;
+        read_message(stream, &mut buf).await.unwrap();
+    }
+    let mut third = connect(server.addr).await; // queued by the kernel, not accepted
+    send(&mut third, &search("morpheus")).await;
+    let mut probe = [0u8; 1];
+    let waited = tokio::time::timeout(Duration::from_millis(300), third.read(&mut probe)).await;
+    assert!(
+        waited.is_err(),
+        "the third client was served past the limit"
+    );
+    server.wait_for_log("Connection limit of 2 reached");
+    drop(first);
+    let response = read_message(&mut third, &mut BytesMut::new())
+        .await
+        .expect("served once a slot frees");
+    assert_eq!(result_of(&response), "Follow the white rabbit. 🐰");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_requests_already_received() {
+    let mut server = start(&[]);
+    let mut idle = connect(server.addr).await;
+    let mut busy = connect(server.addr).await;
+    let mut buf = BytesMut::new();
+    send(&mut idle, &search("ring")).await;
+    read_message(&mut idle, &mut buf).await.unwrap();
+    let wire = search("morpheus");
+    send(&mut busy, &wire[..30]).await;
+    server.wait_for_log("Accepted connection");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    server.terminate();
+    server.wait_for_log("shutting down gracefully");
+    // The idle connection is closed at once; new clients are refused.
+    assert_eq!(read_to_end(&mut idle).await, b"");
+    // The half-received request is still completed and answered.
+    send(&mut busy, &wire[30..]).await;
+    let response = read_message(&mut busy, &mut BytesMut::new())
+        .await
+        .expect("the in-flight request is answered");
+    assert_eq!(result_of(&response), "Follow the white rabbit. 🐰");
+    let status = server.wait_exit();
+    assert!(
+        status.success(),
+        "exit status {status:?}; stderr:\n{}",
+        server.stderr()
+    );
+    assert!(
+        tokio::net::TcpStream::connect(server.addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn a_custom_search_table_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("table.json");
+    let entries: serde_json::Map<String, serde_json::Value> = (0..200_000)
+        .map(|i| {
+            (
+                format!("key{i}"),
+                serde_json::Value::String(format!("value {i} ✓")),
+            )
+        })
+        .collect();
+    std::fs::write(&path, serde_json::to_vec(&entries).unwrap()).unwrap();
+    let server = start(&["--data", path.to_str().unwrap()]);
+    server.wait_for_log("Loaded 200000 search entries");
+    let mut stream = connect(server.addr).await;
+    send(
+        &mut stream,
+        &[search("key199999"), search("morpheus")].concat(),
+    )
+    .await;
+    let mut buf = BytesMut::new();
+    assert_eq!(
+        result_of(&read_message(&mut stream, &mut buf).await.unwrap()),
+        "value 199999 ✓"
+    );
+    assert_eq!(
+        result_of(&read_message(&mut stream, &mut buf).await.unwrap()),
+        "No match for 'morpheus'."
+    );
+}
+
+#[test]
+fn bad_data_files_and_busy_ports_fail_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "[1, 2]").unwrap();
+    let missing = dir.path().join("missing.json");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_port = held.local_addr().unwrap().port().to_string();
+    let cases: [(Vec<&str>, &str); 4] = [
+        (
+            vec![
+                "app-server",
+                "127.0.0.1",
+                "0",
+                "--data",
+                bad.to_str().unwrap(),
+            ],
+            "is not a JSON object of string to string",
+        ),
+        (
+            vec![
+                "app-server",
+                "127.0.0.1",
+                "0",
+                "--data",
+                missing.to_str().unwrap(),
+            ],
+            "cannot read search table",
+        ),
+        (
+            vec!["app-server", "127.0.0.1", &busy_port],
+            "another program is using that port",
+        ),
+        (
+            vec!["app-server", "127.0.0.1", "0", "--idle-timeout", "soon"],
+            "is not a number of seconds",
+        ),
+    ];
+    for (args, expected) in cases {
+        let output = common::run_cli(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success(),
+            "{}",
+            common::describe(&args, &output)
+        );
+        assert!(
+            stderr.contains(expected),
+            "{}",
+            common::describe(&args, &output)
+        );
+    }
+}

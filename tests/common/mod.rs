@@ -1,0 +1,298 @@
+//! Helpers for integration tests: run the real `sockets` binary, find the
+//! address it bound, talk to it over loopback, and report what it logged
+//! when an assertion fails.
+
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use sockets::protocol::{Message, MessageCodec};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::{Decoder, Encoder};
+
+/// Every await in a test is bounded by this, so a hang fails instead of stalling CI.
+pub const STEP: Duration = Duration::from_secs(10);
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_sockets")
+}
+
+/// Bounds a future by [`STEP`], naming what timed out.
+pub async fn step<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(STEP, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// A server process started for one test; killed when dropped.
+pub struct ServerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+    pub args: Vec<String>,
+}
+
+impl ServerProcess {
+    /// Starts `sockets <args>` and waits for the address on its first stdout line.
+    pub fn start(args: &[&str]) -> ServerProcess {
+        let mut child = Command::new(binary())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the sockets binary");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut stderr_pipe = child.stderr.take().unwrap();
+        let sink = Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stderr_pipe.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {} // keep the pipe drained
+        });
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let line = match rx.recv_timeout(STEP) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "server {args:?} printed no address; stderr:\n{}",
+                    stderr.lock().unwrap()
+                );
+            }
+        };
+        let addr = line
+            .parse()
+            .unwrap_or_else(|_| panic!("first stdout line {line:?} is not an address"));
+        ServerProcess {
+            child,
+            addr,
+            stderr,
+            args,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What the server has logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the log contains `needle`, or fails showing the log.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + STEP;
+        while Instant::now() < deadline {
+            if self.stderr().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "server {:?} never logged {needle:?}; stderr:\n{}",
+            self.args,
+            self.stderr()
+        );
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+    }
+
+    /// Waits for the process to exit, failing after [`STEP`].
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + STEP;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "server {:?} did not exit; stderr:\n{}",
+                    self.args,
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Resident memory of the server process, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .expect("VmRSS in /proc status");
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `sockets <args>` to completion (bounded by a timeout) and returns its output.
+pub fn run_cli(args: &[&str]) -> Output {
+    let mut child = Command::new(binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the sockets binary");
+    let deadline = Instant::now() + STEP;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sockets {args:?} did not finish within {STEP:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Describes a finished command for assertion messages.
+pub fn describe(args: &[&str], output: &Output) -> String {
+    format!(
+        "sockets {args:?} exited {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Path of a file in the repository.
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// The encoded bytes of `message`.
+pub fn encode(message: &Message) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    MessageCodec::new().encode(message, &mut out).unwrap();
+    out.to_vec()
+}
+
+/// Reads one message from `stream`, with a timeout. `None` at a clean EOF.
+pub async fn read_message(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Message> {
+    let mut codec = MessageCodec::new();
+    step("reading a message", async {
+        loop {
+            if let Some(message) = codec.decode(buf).expect("a valid message from the server") {
+                return Some(message);
+            }
+            if stream.read_buf(buf).await.expect("reading from the server") == 0 {
+                assert!(
+                    buf.is_empty() && !codec.is_mid_message(),
+                    "EOF in the middle of a message"
+                );
+                return None;
+            }
+        }
+    })
+    .await
+}
+
+/// Reads until EOF and returns everything received.
+pub async fn read_to_end(stream: &mut TcpStream) -> Vec<u8> {
+    let mut all = Vec::new();
+    step("reading to EOF", stream.read_to_end(&mut all))
+        .await
+        .expect("reading to EOF");
+    all
+}
+
+/// Connects to the server.
+pub async fn connect(addr: SocketAddr) -> TcpStream {
+    step("connecting", TcpStream::connect(addr))
+        .await
+        .expect("connecting to the server")
+}
+
+/// Writes all of `bytes`.
+pub async fn send(stream: &mut TcpStream, bytes: &[u8]) {
+    step("writing", stream.write_all(bytes))
+        .await
+        .expect("writing to the server");
+}
+
+/// Decodes a hex string (test vectors are stored as hex).
+pub fn hex(text: &str) -> Vec<u8> {
+    assert!(text.len().is_multiple_of(2), "odd-length hex");
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex digit"))
+        .collect()
+}
+
+/// One entry of the shared test vectors.
+pub struct Vector {
+    pub name: String,
+    pub wire: Vec<u8>,
+    pub header: serde_json::Value,
+    pub content: Vec<u8>,
+}
+
+/// The shared byte-exact test vectors (`../shared/vectors/messages.json`).
+pub fn vectors() -> Vec<Vector> {
+    let path = repo_path("../shared/vectors/messages.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let vectors: Vec<Vector> = json["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| Vector {
+            name: v["name"].as_str().unwrap().to_owned(),
+            wire: hex(v["hex"].as_str().unwrap()),
+            header: v["header"].clone(),
+            content: hex(v["content_hex"].as_str().unwrap()),
+        })
+        .collect();
+    assert!(
+        vectors.len() >= 20,
+        "expected the full vector set, found {}",
+        vectors.len()
+    );
+    vectors
+}
+
+/// The vector named `name`.
+pub fn vector<'a>(vectors: &'a [Vector], name: &str) -> &'a Vector {
+    vectors
+        .iter()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no vector {name}"))
+}
