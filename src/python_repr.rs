@@ -49,10 +49,7 @@ mod tests {
             ),
             (b"it's", "b\"it's\""),
             (b"it's \"x\"", "b'it\\'s \"x\"'"),
-            (
-                b"a\\b\t\n\r\x00\x7f\xff",
-                "b'a\\\\b\\t\\n\\r\\x00\\x7f\\xff'",
-            ),
+            (b"a\\b\t\n\r\x00\x7f\xff", "b'a\\\\b\\t\\n\\r\\x00\\x7f\\xff'"),
             (b"\"", "b'\"'"),
         ];
         for (bytes, expected) in cases {

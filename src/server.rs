@@ -109,12 +109,8 @@ impl fmt::Display for CloseReason {
 
 /// Accepts connections and serves each on its own task until `shutdown` is
 /// cancelled, then drains as described in the module docs.
-pub async fn run<A, S>(
-    mut acceptor: A,
-    config: ServerConfig,
-    service: Arc<S>,
-    shutdown: CancellationToken,
-) where
+pub async fn run<A, S>(mut acceptor: A, config: ServerConfig, service: Arc<S>, shutdown: CancellationToken)
+where
     A: Acceptor,
     S: Service,
 {

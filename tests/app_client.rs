@@ -9,12 +9,7 @@ use std::time::Duration;
 
 use common::{ServerProcess, describe, run_cli};
 
-fn client(
-    port: u16,
-    action: &str,
-    value: &str,
-    extra: &[&str],
-) -> (Vec<String>, std::process::Output) {
+fn client(port: u16, action: &str, value: &str, extra: &[&str]) -> (Vec<String>, std::process::Output) {
     let mut args: Vec<String> = ["app-client", "127.0.0.1", &port.to_string(), action, value]
         .iter()
         .map(|s| s.to_string())
@@ -26,18 +21,10 @@ fn client(
 }
 
 fn assert_fails_with(port: u16, extra: &[&str], expected: &str) {
-    let (args, output) = client(port, "search", "morpheus", extra);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}",
-        describe(&refs, &output)
-    );
-    assert!(stderr.contains(expected), "{}", describe(&refs, &output));
-    assert!(!stderr.contains("panicked"), "{}", describe(&refs, &output));
-    assert!(output.stdout.is_empty(), "{}", describe(&refs, &output));
+    let port = port.to_string();
+    let mut args = vec!["app-client", "127.0.0.1", &port, "search", "morpheus"];
+    args.extend_from_slice(extra);
+    common::run_fails(&args, 1, expected);
 }
 
 /// A fake server that accepts one connection and does `behave` with it.
@@ -46,9 +33,7 @@ fn fake_server(behave: impl FnOnce(std::net::TcpStream) + Send + 'static) -> u16
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         if let Ok((stream, _)) = listener.accept() {
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             behave(stream);
         }
     });
@@ -64,13 +49,9 @@ fn read_request(stream: &mut std::net::TcpStream) {
 #[test]
 fn prints_the_guides_lines() {
     let server = ServerProcess::start(&["app-server", "127.0.0.1", "0"]);
-    let port = server.addr.port();
+    let port = server.addr().port();
     let cases = [
-        (
-            "search",
-            "morpheus",
-            "Got result: Follow the white rabbit. 🐰\n",
-        ),
+        ("search", "morpheus", "Got result: Follow the white rabbit. 🐰\n"),
         ("search", "🐶", "Got result: 🐾 Playing ball! 🏐\n"),
         ("search", "needle", "Got result: No match for 'needle'.\n"),
         (
@@ -78,11 +59,7 @@ fn prints_the_guides_lines() {
             "😃",
             "Got response: b'First 10 bytes of request: binary\\xf0\\x9f\\x98\\x83'\n",
         ),
-        (
-            "it's",
-            "",
-            "Got response: b\"First 10 bytes of request: it's\"\n",
-        ),
+        ("it's", "", "Got response: b\"First 10 bytes of request: it's\"\n"),
     ];
     for (action, value, expected) in cases {
         let (args, output) = client(port, action, value, &[]);
@@ -99,17 +76,11 @@ fn prints_the_guides_lines() {
 
 #[test]
 fn connection_refused_is_one_clear_line() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port(); // closed again at once
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port(); // closed again at once
     assert_fails_with(
         port,
         &[],
-        &format!(
-            "error: cannot connect to 127.0.0.1 port {port}: 127.0.0.1:{port}: Connection refused"
-        ),
+        &format!("error: cannot connect to 127.0.0.1 port {port}: 127.0.0.1:{port}: Connection refused"),
     );
 }
 
@@ -140,9 +111,7 @@ fn a_truncated_response_is_reported() {
     let port = fake_server(|mut stream| {
         read_request(&mut stream);
         let header = br#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 40}"#;
-        stream
-            .write_all(&(header.len() as u16).to_be_bytes())
-            .unwrap();
+        stream.write_all(&(header.len() as u16).to_be_bytes()).unwrap();
         stream.write_all(header).unwrap();
         stream.write_all(br#"{"result": "#).unwrap();
     });
@@ -156,11 +125,7 @@ fn a_truncated_response_is_reported() {
 #[test]
 fn a_server_that_closes_without_answering_is_reported() {
     let port = fake_server(|mut stream| read_request(&mut stream));
-    assert_fails_with(
-        port,
-        &[],
-        "the server closed the connection without responding",
-    );
+    assert_fails_with(port, &[], "the server closed the connection without responding");
 }
 
 #[test]
@@ -172,9 +137,7 @@ fn a_response_without_result_is_reported() {
             r#"{{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": {}}}"#,
             content.len()
         );
-        stream
-            .write_all(&(header.len() as u16).to_be_bytes())
-            .unwrap();
+        stream.write_all(&(header.len() as u16).to_be_bytes()).unwrap();
         stream.write_all(header.as_bytes()).unwrap();
         stream.write_all(content).unwrap();
     });
@@ -183,12 +146,19 @@ fn a_response_without_result_is_reported() {
 
 #[test]
 fn missing_arguments_are_a_usage_error() {
-    let output = run_cli(&["app-client", "127.0.0.1"]);
-    assert_eq!(
-        output.status.code(),
-        Some(2),
-        "{}",
-        describe(&["app-client", "127.0.0.1"], &output)
+    common::run_fails(
+        &["app-client", "127.0.0.1"],
+        2,
+        "PORT is required after HOST (see --help)",
     );
-    assert!(String::from_utf8_lossy(&output.stderr).contains("Usage: sockets app-client"));
+    common::run_fails(
+        &["app-client", "127.0.0.1", "80", "search"],
+        2,
+        "ACTION and VALUE are required",
+    );
+    common::run_fails(
+        &["app-client", "--unix", "/x", "search"],
+        2,
+        "ACTION and VALUE are required",
+    );
 }

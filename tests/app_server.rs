@@ -11,17 +11,11 @@ use sockets::handlers::app::{Answer, client_request};
 use sockets::protocol::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{
-    ServerProcess, connect, encode, read_message, read_to_end, send, step, vector, vectors,
-};
+use common::{ServerProcess, connect, encode, read_message, read_to_end, send, step, vector, vectors};
 
 fn result_of(message: &Message) -> String {
-    assert!(
-        message.is_json(),
-        "expected a JSON response, got {message:?}"
-    );
-    let answer: Answer<'_> =
-        serde_json::from_slice(&message.content).expect("a {\"result\": ...} object");
+    assert!(message.is_json(), "expected a JSON response, got {message:?}");
+    let answer: Answer<'_> = serde_json::from_slice(&message.content).expect("a {\"result\": ...} object");
     answer.result.into_owned()
 }
 
@@ -46,7 +40,7 @@ async fn every_vector_request_gets_its_exact_response_bytes() {
             .trim_end_matches(".request")
             .replace("-bigendian-client", "");
         let expected = vector(&vectors, &format!("{stem}.response"));
-        let mut stream = connect(server.addr).await;
+        let mut stream = connect(server.addr()).await;
         send(&mut stream, &request.wire).await;
         stream.shutdown().await.unwrap();
         // The server's byteorder is this machine's; the vectors were made on a little-endian one.
@@ -60,7 +54,7 @@ async fn every_vector_request_gets_its_exact_response_bytes() {
 #[tokio::test]
 async fn a_request_trickled_one_byte_at_a_time_is_answered() {
     let server = start(&[]);
-    let mut stream = connect(server.addr).await;
+    let mut stream = connect(server.addr()).await;
     for byte in search("ring") {
         send(&mut stream, &[byte]).await;
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -68,32 +62,20 @@ async fn a_request_trickled_one_byte_at_a_time_is_answered() {
     let response = read_message(&mut stream, &mut BytesMut::new())
         .await
         .expect("a response");
-    assert_eq!(
-        result_of(&response),
-        "In the caves beneath the Misty Mountains. 💍"
-    );
+    assert_eq!(result_of(&response), "In the caves beneath the Misty Mountains. 💍");
 }
 
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
     let server = start(&[]);
-    let mut stream = connect(server.addr).await;
+    let mut stream = connect(server.addr()).await;
     let queries: Vec<String> = (0..200)
-        .map(|i| {
-            if i % 3 == 0 {
-                "morpheus".into()
-            } else {
-                format!("q{i}")
-            }
-        })
+        .map(|i| if i % 3 == 0 { "morpheus".into() } else { format!("q{i}") })
         .collect();
     let mut wire = Vec::new();
     for (i, query) in queries.iter().enumerate() {
         if i % 5 == 4 {
-            wire.extend(encode(&client_request(
-                "binary",
-                &format!("#{i:04}-payload"),
-            )));
+            wire.extend(encode(&client_request("binary", &format!("#{i:04}-payload"))));
         } else {
             wire.extend(search(query));
         }
@@ -108,11 +90,7 @@ async fn pipelined_requests_are_answered_in_order() {
             let content = format!("binary#{i:04}-payload");
             assert_eq!(
                 &response.content[..],
-                [
-                    &b"First 10 bytes of request: "[..],
-                    &content.as_bytes()[..10]
-                ]
-                .concat()
+                [&b"First 10 bytes of request: "[..], &content.as_bytes()[..10]].concat()
             );
         } else if query == "morpheus" {
             assert_eq!(result_of(&response), "Follow the white rabbit. 🐰");
@@ -125,11 +103,8 @@ async fn pipelined_requests_are_answered_in_order() {
 #[tokio::test]
 async fn half_close_still_gets_every_answer_then_eof() {
     let server = start(&[]);
-    let mut stream = connect(server.addr).await;
-    let wire: Vec<u8> = ["morpheus", "ring", "🐶"]
-        .iter()
-        .flat_map(|q| search(q))
-        .collect();
+    let mut stream = connect(server.addr()).await;
+    let wire: Vec<u8> = ["morpheus", "ring", "🐶"].iter().flat_map(|q| search(q)).collect();
     send(&mut stream, &wire).await;
     stream.shutdown().await.unwrap();
     let mut buf = BytesMut::new();
@@ -151,7 +126,7 @@ async fn half_close_still_gets_every_answer_then_eof() {
 #[tokio::test]
 async fn semantic_errors_keep_the_connection_open() {
     let server = start(&[]);
-    let mut stream = connect(server.addr).await;
+    let mut stream = connect(server.addr()).await;
     let mut buf = BytesMut::new();
     send(&mut stream, &encode(&client_request("search", "x"))[..0]).await;
     let bad = Message {
@@ -161,10 +136,7 @@ async fn semantic_errors_keep_the_connection_open() {
     send(&mut stream, &encode(&bad)).await;
     send(&mut stream, &search("morpheus")).await;
     let first = read_message(&mut stream, &mut buf).await.unwrap();
-    assert_eq!(
-        result_of(&first),
-        "Error: search value must be a string, got 7."
-    );
+    assert_eq!(result_of(&first), "Error: search value must be a string, got 7.");
     let second = read_message(&mut stream, &mut buf).await.unwrap();
     assert_eq!(result_of(&second), "Follow the white rabbit. 🐰");
 }
@@ -172,13 +144,11 @@ async fn semantic_errors_keep_the_connection_open() {
 #[tokio::test]
 async fn framing_errors_are_explained_then_the_connection_closes() {
     let server = start(&["--max-content-length", "1000"]);
-    let header = r#"{"byteorder": "little", "content-type": "binary/x", "content-encoding": "binary", "content-length": 5000}"#;
+    let header =
+        r#"{"byteorder": "little", "content-type": "binary/x", "content-encoding": "binary", "content-length": 5000}"#;
     let not_json = "{this is not json";
     let cases = [
-        (
-            header,
-            "Error: content-length 5000 is above the limit of 1000 bytes.",
-        ),
+        (header, "Error: content-length 5000 is above the limit of 1000 bytes."),
         (
             not_json,
             "Error: JSON header is not valid UTF-8 JSON: key must be a string at line 1 column 2.",
@@ -189,15 +159,13 @@ async fn framing_errors_are_explained_then_the_connection_closes() {
         ),
     ];
     for (header, expected) in cases {
-        let mut stream = connect(server.addr).await;
+        let mut stream = connect(server.addr()).await;
         let mut wire = (header.len() as u16).to_be_bytes().to_vec();
         wire.extend_from_slice(header.as_bytes());
         wire.extend_from_slice(&[b'x'; 3000]); // more input the server will not read
         send(&mut stream, &wire).await;
         let mut buf = BytesMut::new();
-        let response = read_message(&mut stream, &mut buf)
-            .await
-            .expect("an error response");
+        let response = read_message(&mut stream, &mut buf).await.expect("an error response");
         assert_eq!(result_of(&response), expected);
         assert!(
             read_message(&mut stream, &mut buf).await.is_none(),
@@ -205,22 +173,17 @@ async fn framing_errors_are_explained_then_the_connection_closes() {
         );
     }
     // The server is unharmed.
-    let mut stream = connect(server.addr).await;
+    let mut stream = connect(server.addr()).await;
     send(&mut stream, &search("ring")).await;
-    let response = read_message(&mut stream, &mut BytesMut::new())
-        .await
-        .unwrap();
-    assert_eq!(
-        result_of(&response),
-        "In the caves beneath the Misty Mountains. 💍"
-    );
+    let response = read_message(&mut stream, &mut BytesMut::new()).await.unwrap();
+    assert_eq!(result_of(&response), "In the caves beneath the Misty Mountains. 💍");
     server.wait_for_log("(bad message: content-length 5000 is above the limit of 1000 bytes)");
 }
 
 #[tokio::test]
 async fn eof_in_the_middle_of_a_message_is_reported() {
     let server = start(&[]);
-    let mut stream = connect(server.addr).await;
+    let mut stream = connect(server.addr()).await;
     let wire = search("morpheus");
     send(&mut stream, &wire[..wire.len() - 5]).await;
     stream.shutdown().await.unwrap();
@@ -236,17 +199,15 @@ async fn eof_in_the_middle_of_a_message_is_reported() {
 #[tokio::test]
 async fn a_reset_mid_message_affects_no_other_client() {
     let server = start(&[]);
-    let mut steady = connect(server.addr).await;
+    let mut steady = connect(server.addr()).await;
     let mut buf = BytesMut::new();
     send(&mut steady, &search("ring")).await;
     read_message(&mut steady, &mut buf).await.unwrap();
 
-    let rude = std::net::TcpStream::connect(server.addr).unwrap();
+    let rude = std::net::TcpStream::connect(server.addr()).unwrap();
     let wire = search("morpheus");
     std::io::Write::write_all(&mut &rude, &wire[..20]).unwrap();
-    socket2::SockRef::from(&rude)
-        .set_linger(Some(Duration::ZERO))
-        .unwrap();
+    socket2::SockRef::from(&rude).set_linger(Some(Duration::ZERO)).unwrap();
     drop(rude); // RST
     server.wait_for_log("(connection error: ");
 
@@ -259,8 +220,8 @@ async fn a_reset_mid_message_affects_no_other_client() {
 async fn idle_connections_are_closed() {
     let server = start(&["--idle-timeout", "0.3"]);
     let started = Instant::now();
-    let mut silent = connect(server.addr).await;
-    let mut trickler = connect(server.addr).await;
+    let mut silent = connect(server.addr()).await;
+    let mut trickler = connect(server.addr()).await;
     let wire = search("ring");
     // A request that never completes does not count as activity.
     let trickle = async {
@@ -290,15 +251,12 @@ async fn idle_connections_are_closed() {
 #[tokio::test]
 async fn one_shot_mode_answers_one_request_then_closes() {
     let server = start(&["--one-shot"]);
-    let mut stream = connect(server.addr).await;
+    let mut stream = connect(server.addr()).await;
     let wire: Vec<u8> = [search("ring"), search("morpheus")].concat();
     send(&mut stream, &wire).await;
     let mut buf = BytesMut::new();
     let response = read_message(&mut stream, &mut buf).await.unwrap();
-    assert_eq!(
-        result_of(&response),
-        "In the caves beneath the Misty Mountains. 💍"
-    );
+    assert_eq!(result_of(&response), "In the caves beneath the Misty Mountains. 💍");
     assert!(read_message(&mut stream, &mut buf).await.is_none());
     server.wait_for_log("(response sent)");
 }
@@ -306,7 +264,7 @@ async fn one_shot_mode_answers_one_request_then_closes() {
 #[tokio::test]
 async fn a_thousand_concurrent_clients_are_all_served() {
     let server = start(&["-q"]);
-    let addr = server.addr;
+    let addr = server.addr();
     let clients: Vec<_> = (0..1000)
         .map(|i| {
             tokio::spawn(async move {
@@ -343,7 +301,7 @@ async fn a_thousand_concurrent_clients_are_all_served() {
 async fn a_client_that_never_reads_is_slowed_and_memory_stays_bounded() {
     let server = start(&["-q"]);
     let baseline = server.rss_bytes();
-    let mut hog = connect(server.addr).await;
+    let mut hog = connect(server.addr()).await;
     // 100,000 pipelined requests: about 11 MB in, 8 MB of responses the hog never reads.
     let one = search("morpheus");
     let burst: Vec<u8> = one.iter().copied().cycle().take(one.len() * 1000).collect();
@@ -368,35 +326,27 @@ async fn a_client_that_never_reads_is_slowed_and_memory_stays_bounded() {
     );
 
     // Everyone else is still served promptly.
-    let mut other = connect(server.addr).await;
+    let mut other = connect(server.addr()).await;
     send(&mut other, &search("ring")).await;
-    let response = read_message(&mut other, &mut BytesMut::new())
-        .await
-        .unwrap();
-    assert_eq!(
-        result_of(&response),
-        "In the caves beneath the Misty Mountains. 💍"
-    );
+    let response = read_message(&mut other, &mut BytesMut::new()).await.unwrap();
+    assert_eq!(result_of(&response), "In the caves beneath the Misty Mountains. 💍");
 }
 
 #[tokio::test]
 async fn clients_past_the_connection_limit_wait_for_a_free_slot() {
     let server = start(&["--max-connections", "2"]);
-    let mut first = connect(server.addr).await;
-    let mut second = connect(server.addr).await;
+    let mut first = connect(server.addr()).await;
+    let mut second = connect(server.addr()).await;
     let mut buf = BytesMut::new();
     for stream in [&mut first, &mut second] {
         send(stream, &search("ring")).await;
         read_message(stream, &mut buf).await.unwrap();
     }
-    let mut third = connect(server.addr).await; // queued by the kernel, not accepted
+    let mut third = connect(server.addr()).await; // queued by the kernel, not accepted
     send(&mut third, &search("morpheus")).await;
     let mut probe = [0u8; 1];
     let waited = tokio::time::timeout(Duration::from_millis(300), third.read(&mut probe)).await;
-    assert!(
-        waited.is_err(),
-        "the third client was served past the limit"
-    );
+    assert!(waited.is_err(), "the third client was served past the limit");
     server.wait_for_log("Connection limit of 2 reached");
     drop(first);
     let response = read_message(&mut third, &mut BytesMut::new())
@@ -408,8 +358,8 @@ async fn clients_past_the_connection_limit_wait_for_a_free_slot() {
 #[tokio::test]
 async fn graceful_shutdown_finishes_requests_already_received() {
     let mut server = start(&[]);
-    let mut idle = connect(server.addr).await;
-    let mut busy = connect(server.addr).await;
+    let mut idle = connect(server.addr()).await;
+    let mut busy = connect(server.addr()).await;
     let mut buf = BytesMut::new();
     send(&mut idle, &search("ring")).await;
     read_message(&mut idle, &mut buf).await.unwrap();
@@ -429,13 +379,9 @@ async fn graceful_shutdown_finishes_requests_already_received() {
         .expect("the in-flight request is answered");
     assert_eq!(result_of(&response), "Follow the white rabbit. 🐰");
     let status = server.wait_exit();
+    assert!(status.success(), "exit status {status:?}; stderr:\n{}", server.stderr());
     assert!(
-        status.success(),
-        "exit status {status:?}; stderr:\n{}",
-        server.stderr()
-    );
-    assert!(
-        tokio::net::TcpStream::connect(server.addr).await.is_err(),
+        tokio::net::TcpStream::connect(server.addr()).await.is_err(),
         "still accepting after shutdown"
     );
 }
@@ -445,22 +391,13 @@ async fn a_custom_search_table_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("table.json");
     let entries: serde_json::Map<String, serde_json::Value> = (0..200_000)
-        .map(|i| {
-            (
-                format!("key{i}"),
-                serde_json::Value::String(format!("value {i} ✓")),
-            )
-        })
+        .map(|i| (format!("key{i}"), serde_json::Value::String(format!("value {i} ✓"))))
         .collect();
     std::fs::write(&path, serde_json::to_vec(&entries).unwrap()).unwrap();
     let server = start(&["--data", path.to_str().unwrap()]);
     server.wait_for_log("Loaded 200000 search entries");
-    let mut stream = connect(server.addr).await;
-    send(
-        &mut stream,
-        &[search("key199999"), search("morpheus")].concat(),
-    )
-    .await;
+    let mut stream = connect(server.addr()).await;
+    send(&mut stream, &[search("key199999"), search("morpheus")].concat()).await;
     let mut buf = BytesMut::new();
     assert_eq!(
         result_of(&read_message(&mut stream, &mut buf).await.unwrap()),
@@ -482,23 +419,11 @@ fn bad_data_files_and_busy_ports_fail_clearly() {
     let busy_port = held.local_addr().unwrap().port().to_string();
     let cases: [(Vec<&str>, &str); 4] = [
         (
-            vec![
-                "app-server",
-                "127.0.0.1",
-                "0",
-                "--data",
-                bad.to_str().unwrap(),
-            ],
+            vec!["app-server", "127.0.0.1", "0", "--data", bad.to_str().unwrap()],
             "is not a JSON object of string to string",
         ),
         (
-            vec![
-                "app-server",
-                "127.0.0.1",
-                "0",
-                "--data",
-                missing.to_str().unwrap(),
-            ],
+            vec!["app-server", "127.0.0.1", "0", "--data", missing.to_str().unwrap()],
             "cannot read search table",
         ),
         (
@@ -513,15 +438,7 @@ fn bad_data_files_and_busy_ports_fail_clearly() {
     for (args, expected) in cases {
         let output = common::run_cli(&args);
         let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            !output.status.success(),
-            "{}",
-            common::describe(&args, &output)
-        );
-        assert!(
-            stderr.contains(expected),
-            "{}",
-            common::describe(&args, &output)
-        );
+        assert!(!output.status.success(), "{}", common::describe(&args, &output));
+        assert!(stderr.contains(expected), "{}", common::describe(&args, &output));
     }
 }

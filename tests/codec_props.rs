@@ -21,18 +21,15 @@ fn arb_message() -> impl Strategy<Value = Message> {
         "binary|[a-z0-9\"\\\\]{0,12}",
         proptest::collection::vec(any::<u8>(), 0..2048),
     )
-        .prop_filter(
-            "text/json needs decodable text",
-            |(_, content_type, _, _)| content_type != "text/json",
-        )
-        .prop_map(
-            |(byteorder, content_type, content_encoding, content)| Message {
-                byteorder,
-                content_type,
-                content_encoding,
-                content: Bytes::from(content),
-            },
-        );
+        .prop_filter("text/json needs decodable text", |(_, content_type, _, _)| {
+            content_type != "text/json"
+        })
+        .prop_map(|(byteorder, content_type, content_encoding, content)| Message {
+            byteorder,
+            content_type,
+            content_encoding,
+            content: Bytes::from(content),
+        });
     prop_oneof![json, binary]
 }
 

@@ -49,9 +49,7 @@ const CASES: [(&str, &str, &str, &str, &str); 5] = [
 
 fn python() -> Command {
     let mut command = Command::new("python3");
-    command
-        .current_dir(repo_path("tests/python"))
-        .stdin(Stdio::null());
+    command.current_dir(repo_path("tests/python")).stdin(Stdio::null());
     command
 }
 
@@ -73,7 +71,7 @@ fn guide_client_against_our_server() {
             .args([
                 "guide_client.py",
                 "127.0.0.1",
-                &server.addr.port().to_string(),
+                &server.addr().port().to_string(),
                 action,
                 value,
             ])
@@ -113,25 +111,12 @@ fn our_client_against_guide_server() {
         std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
         line
     };
-    let addr: std::net::SocketAddr = read_line()
-        .trim()
-        .parse()
-        .expect("the guide server prints its address");
+    let addr: std::net::SocketAddr = read_line().trim().parse().expect("the guide server prints its address");
     let vectors = vectors();
     for (action, value, request, _, line) in CASES {
-        let args = [
-            "app-client",
-            "127.0.0.1",
-            &addr.port().to_string(),
-            action,
-            value,
-        ];
+        let args = ["app-client", "127.0.0.1", &addr.port().to_string(), action, value];
         let output = run_cli(&args);
-        assert!(
-            output.status.success(),
-            "{}",
-            common::describe(&args, &output)
-        );
+        assert!(output.status.success(), "{}", common::describe(&args, &output));
         assert_eq!(
             String::from_utf8_lossy(&output.stdout).trim_end(),
             line,

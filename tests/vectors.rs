@@ -13,10 +13,7 @@ use common::{encode, vector, vectors as load};
 
 fn decode_one(wire: &[u8]) -> Message {
     let mut buf = BytesMut::from(wire);
-    let message = MessageCodec::new()
-        .decode(&mut buf)
-        .unwrap()
-        .expect("a whole message");
+    let message = MessageCodec::new().decode(&mut buf).unwrap().expect("a whole message");
     assert!(buf.is_empty(), "bytes left after the message");
     message
 }
@@ -31,11 +28,7 @@ fn every_vector_decodes_to_its_header_and_content() {
         };
         assert_eq!(byteorder, v.header["byteorder"], "{}", v.name);
         assert_eq!(message.content_type, v.header["content-type"], "{}", v.name);
-        assert_eq!(
-            message.content_encoding, v.header["content-encoding"],
-            "{}",
-            v.name
-        );
+        assert_eq!(message.content_encoding, v.header["content-encoding"], "{}", v.name);
         assert_eq!(
             message.content.len() as u64,
             v.header["content-length"].as_u64().unwrap(),
@@ -74,12 +67,7 @@ fn every_request_gets_its_vector_response() {
         let expected = vector(&vectors, &format!("{stem}.response"));
         let mut response = respond(&table, &decode_one(&request.wire));
         response.byteorder = ByteOrder::Little; // the vectors show responses from a little-endian sender
-        assert_eq!(
-            encode(&response),
-            expected.wire,
-            "response to {}",
-            request.name
-        );
+        assert_eq!(encode(&response), expected.wire, "response to {}", request.name);
         checked += 1;
     }
     assert!(checked >= 10, "only {checked} requests checked");
@@ -88,10 +76,7 @@ fn every_request_gets_its_vector_response() {
 #[test]
 fn all_vectors_back_to_back_decode_at_every_split() {
     let vectors = load();
-    let stream: Vec<u8> = vectors
-        .iter()
-        .flat_map(|v| v.wire.iter().copied())
-        .collect();
+    let stream: Vec<u8> = vectors.iter().flat_map(|v| v.wire.iter().copied()).collect();
     let expected: Vec<Message> = vectors.iter().map(|v| decode_one(&v.wire)).collect();
     for split in 0..=stream.len() {
         let mut codec = MessageCodec::new();

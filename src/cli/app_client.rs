@@ -1,5 +1,6 @@
 //! `sockets app-client`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,18 +15,22 @@ use sockets::protocol::DEFAULT_MAX_CONTENT_LEN;
 use sockets::python_repr::BytesRepr;
 use sockets::transport;
 
-use super::{parse_seconds, print_line};
+use super::target::split_endpoint;
+use super::{UsageError, parse_seconds, print_line};
 
 #[derive(Debug, Args)]
 pub struct AppClientArgs {
-    /// Server host name or address.
-    pub host: String,
-    /// Server port.
-    pub port: u16,
+    /// Server host name or address (omit with --unix).
+    pub host: Option<String>,
+    /// Server port (omit with --unix).
+    pub port: Option<String>,
     /// `search`, or anything else for a binary request.
-    pub action: String,
+    pub action: Option<String>,
     /// The search query, or the rest of the binary request's content.
-    pub value: String,
+    pub value: Option<String>,
+    /// Connect to this Unix socket path instead of HOST PORT.
+    #[arg(long, value_name = "PATH")]
+    pub unix: Option<PathBuf>,
     /// Give up on connecting, and on the response, after this long.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub timeout: Duration,
@@ -35,24 +40,23 @@ pub struct AppClientArgs {
 }
 
 pub async fn run(args: AppClientArgs) -> Result<ExitCode> {
-    debug!("Starting connection to {} port {}", args.host, args.port);
-    let stream = transport::connect_tcp(&args.host, args.port, args.timeout).await?;
-    let request = client_request(&args.action, &args.value);
+    let positionals = [args.host, args.port, args.action, args.value];
+    let (endpoint, rest) = split_endpoint(args.unix, positionals, 2)?;
+    let [action, value] =
+        <[String; 2]>::try_from(rest).map_err(|_| UsageError("ACTION and VALUE are required".into()))?;
+    debug!("Starting connection to {endpoint}");
+    let stream = transport::connect_stream(&endpoint, args.timeout).await?;
+    let request = client_request(&action, &value);
     let response = client::exchange(stream, &request, args.max_content_length, args.timeout)
         .await
-        .with_context(|| {
-            format!(
-                "requesting {} {:?} from {} port {}",
-                args.action, args.value, args.host, args.port
-            )
-        })?;
+        .with_context(|| format!("requesting {action} {value:?} from {endpoint}"))?;
     if !response.is_json() {
         print_line(&format!("Got response: {}", BytesRepr(&response.content)))?;
         return Ok(ExitCode::SUCCESS);
     }
     let text = response.text().context("decoding the response")?;
-    let answer: Value = serde_json::from_str(&text)
-        .with_context(|| format!("the response is not valid JSON: {text}"))?;
+    let answer: Value =
+        serde_json::from_str(&text).with_context(|| format!("the response is not valid JSON: {text}"))?;
     match answer.get("result") {
         Some(Value::String(result)) => print_line(&format!("Got result: {result}"))?,
         Some(other) => print_line(&format!("Got result: {other}"))?,

@@ -11,7 +11,6 @@ use tracing::info;
 
 use sockets::handlers::app::SearchTable;
 use sockets::protocol::DEFAULT_MAX_CONTENT_LEN;
-use sockets::server;
 use sockets::services::app::AppService;
 
 use super::server_args::ServerArgs;
@@ -52,7 +51,6 @@ pub async fn run(args: AppServerArgs) -> Result<ExitCode> {
         max_content_len: args.max_content_length,
         one_shot: args.one_shot,
     };
-    server::run(listener, args.server.config(), Arc::new(service), shutdown).await;
-    info!("Server stopped");
+    args.server.serve(listener, service, shutdown).await;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,8 +3,14 @@
 
 mod app_client;
 mod app_server;
+mod connect;
+mod echo_client;
+mod echo_server;
 pub mod logging;
+mod multiconn_client;
+mod resolve;
 mod server_args;
+mod target;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -41,6 +47,35 @@ pub enum Command {
     /// ACTION `search` sends a JSON search request for VALUE; any other action
     /// sends a binary request whose content is ACTION and VALUE joined.
     AppClient(app_client::AppClientArgs),
+    /// Echo every byte back to its sender, for any number of clients at once.
+    ///
+    /// Streams over TCP or a Unix socket (--unix), or datagrams (--udp) over
+    /// UDP or a Unix datagram socket. Prints the address it listens on as the
+    /// first line of stdout.
+    EchoServer(echo_server::EchoServerArgs),
+    /// Send a message to an echo server and check that the same bytes come back.
+    ///
+    /// Prints `Received b'...'` as the guide's client does; exits 0 only if
+    /// the echo matched.
+    EchoClient(echo_client::EchoClientArgs),
+    /// The guide's multi-connection server: an echo server for many clients.
+    MulticonnServer(echo_server::EchoServerArgs),
+    /// Open NUM_CONNECTIONS connections at once; each sends the guide's two
+    /// messages and reads every byte back.
+    ///
+    /// Prints each connection's progress as the guide does, then a summary;
+    /// exits non-zero if any connection failed or got back different bytes.
+    MulticonnClient(multiconn_client::MulticonnClientArgs),
+    /// Look up a name as getaddrinfo sees it (or an address's name with --reverse).
+    ///
+    /// One line per result: family, socket type, protocol, canonical name, address.
+    Resolve(resolve::ResolveArgs),
+    /// Interactive client, like netcat: standard input to the socket, the socket
+    /// to standard output.
+    ///
+    /// When input ends, the sending side is shut down and output continues
+    /// until the server closes. Works in pipes: `printf 'hi' | sockets connect HOST PORT`.
+    Connect(connect::ConnectArgs),
 }
 
 impl Command {
@@ -48,7 +83,9 @@ impl Command {
     fn worker_threads(&self) -> Option<usize> {
         match self {
             Command::AppServer(args) => args.server.threads,
-            Command::AppClient(_) => Some(1),
+            Command::EchoServer(args) | Command::MulticonnServer(args) => args.server.threads,
+            Command::AppClient(_) | Command::Resolve(_) | Command::Connect(_) => Some(1),
+            Command::EchoClient(_) | Command::MulticonnClient(_) => None,
         }
     }
 }
@@ -59,17 +96,34 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(threads) = cli.command.worker_threads() {
         builder.worker_threads(threads.max(1));
     }
-    let runtime = builder
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(async move {
+    let runtime = builder.enable_all().build().context("starting the async runtime")?;
+    let result = runtime.block_on(async move {
         match cli.command {
             Command::AppServer(args) => app_server::run(args).await,
             Command::AppClient(args) => app_client::run(args).await,
+            Command::EchoServer(args) | Command::MulticonnServer(args) => echo_server::run(args).await,
+            Command::EchoClient(args) => echo_client::run(args).await,
+            Command::MulticonnClient(args) => multiconn_client::run(args).await,
+            Command::Resolve(args) => resolve::run(args).await,
+            Command::Connect(args) => connect::run(args).await,
         }
-    })
+    });
+    // Don't wait for a blocking read of standard input that will never finish.
+    runtime.shutdown_background();
+    result
 }
+
+/// A command line that parses but does not make sense; exits with status 2 like clap's own errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (see --help)", self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// Parses a duration given in seconds, with decimals allowed (`60`, `0.5`).
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -77,8 +131,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .trim()
         .parse()
         .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| format!("{text:?} is not a non-negative number of seconds"))
+    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a non-negative number of seconds"))
 }
 
 /// Writes one line to stdout, reporting (rather than panicking on) a closed pipe.

@@ -31,15 +31,9 @@ pub struct SearchTable {
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     #[error("cannot read search table {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("search table {path} is not a JSON object of string to string: {source}")]
-    Malformed {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Malformed { path: PathBuf, source: serde_json::Error },
 }
 
 impl SearchTable {
@@ -47,17 +41,11 @@ impl SearchTable {
     pub fn builtin() -> SearchTable {
         let entries = [
             ("morpheus", "Follow the white rabbit. \u{1f430}"),
-            (
-                "ring",
-                "In the caves beneath the Misty Mountains. \u{1f48d}",
-            ),
+            ("ring", "In the caves beneath the Misty Mountains. \u{1f48d}"),
             ("\u{1f436}", "\u{1f43e} Playing ball! \u{1f3d0}"),
         ];
         SearchTable {
-            entries: entries
-                .into_iter()
-                .map(|(q, a)| (q.to_owned(), a.to_owned()))
-                .collect(),
+            entries: entries.into_iter().map(|(q, a)| (q.to_owned(), a.to_owned())).collect(),
         }
     }
 
@@ -233,19 +221,10 @@ mod tests {
     fn semantic_errors_say_what_is_wrong() {
         let table = SearchTable::builtin();
         let cases = [
-            (
-                r#"{"action": "find", "value": "x"}"#,
-                "Error: invalid action 'find'.",
-            ),
-            (
-                r#"{"action": "find", "value": 5}"#,
-                "Error: invalid action 'find'.",
-            ),
+            (r#"{"action": "find", "value": "x"}"#, "Error: invalid action 'find'."),
+            (r#"{"action": "find", "value": 5}"#, "Error: invalid action 'find'."),
             (r#"{"value": "x"}"#, "Error: request has no \"action\"."),
-            (
-                r#"{"action": "search"}"#,
-                "Error: search request has no \"value\".",
-            ),
+            (r#"{"action": "search"}"#, "Error: search request has no \"value\"."),
             (
                 r#"{"action": "search", "value": 42}"#,
                 "Error: search value must be a string, got 42.",
@@ -284,10 +263,7 @@ mod tests {
             byteorder: ByteOrder::Big,
             ..Message::binary("application/octet-stream", &b"abc"[..])
         };
-        assert_eq!(
-            &respond(&table, &short).content[..],
-            b"First 10 bytes of request: abc"
-        );
+        assert_eq!(&respond(&table, &short).content[..], b"First 10 bytes of request: abc");
     }
 
     #[test]

@@ -24,8 +24,7 @@ use tokio_util::codec::{Decoder, Encoder};
 
 use super::json::write_python_json;
 use super::{
-    ByteOrder, DEFAULT_MAX_CONTENT_LEN, MAX_JSON_HEADER_LEN, Message, PROTO_HEADER_LEN,
-    ProtocolError, TEXT_JSON,
+    ByteOrder, DEFAULT_MAX_CONTENT_LEN, MAX_JSON_HEADER_LEN, Message, PROTO_HEADER_LEN, ProtocolError, TEXT_JSON,
 };
 
 /// Encodes and decodes [`Message`]s on a byte stream.
@@ -85,8 +84,7 @@ impl MessageCodec {
     }
 
     fn parse_header(&self, json: &[u8]) -> Result<PendingHeader, ProtocolError> {
-        let json =
-            std::str::from_utf8(json).map_err(|e| ProtocolError::HeaderNotJson(e.to_string()))?;
+        let json = std::str::from_utf8(json).map_err(|e| ProtocolError::HeaderNotJson(e.to_string()))?;
         // serde would also accept a JSON array for a struct; the spec wants an object.
         if json.trim_start().bytes().next().is_some_and(|b| b != b'{') {
             return match serde_json::from_str::<serde::de::IgnoredAny>(json) {
@@ -98,24 +96,20 @@ impl MessageCodec {
             serde_json::from_str(json).map_err(|e| ProtocolError::HeaderNotJson(e.to_string()))?;
         let content_len = match wire.content_length {
             None => return Err(ProtocolError::MissingHeaderKey("content-length")),
-            Some(value) => value
-                .as_u64()
-                .ok_or_else(|| ProtocolError::BadHeaderValue {
-                    key: "content-length",
-                    expected: "a non-negative integer",
-                    got: value.to_string(),
-                })?,
+            Some(value) => value.as_u64().ok_or_else(|| ProtocolError::BadHeaderValue {
+                key: "content-length",
+                expected: "a non-negative integer",
+                got: value.to_string(),
+            })?,
         };
         let byteorder = required_str("byteorder", wire.byteorder)?;
-        let byteorder =
-            ByteOrder::from_name(&byteorder).ok_or_else(|| ProtocolError::BadHeaderValue {
-                key: "byteorder",
-                expected: "\"little\" or \"big\"",
-                got: format!("{byteorder:?}"),
-            })?;
+        let byteorder = ByteOrder::from_name(&byteorder).ok_or_else(|| ProtocolError::BadHeaderValue {
+            key: "byteorder",
+            expected: "\"little\" or \"big\"",
+            got: format!("{byteorder:?}"),
+        })?;
         let content_type = required_str("content-type", wire.content_type)?.into_owned();
-        let content_encoding =
-            required_str("content-encoding", wire.content_encoding)?.into_owned();
+        let content_encoding = required_str("content-encoding", wire.content_encoding)?.into_owned();
         let content_len = usize::try_from(content_len)
             .ok()
             .filter(|&len| len <= self.max_content_len)
@@ -154,10 +148,7 @@ enum StrOrOther<'a> {
     Other(Value),
 }
 
-fn required_str<'a>(
-    key: &'static str,
-    value: Option<StrOrOther<'a>>,
-) -> Result<Cow<'a, str>, ProtocolError> {
+fn required_str<'a>(key: &'static str, value: Option<StrOrOther<'a>>) -> Result<Cow<'a, str>, ProtocolError> {
     match value {
         None => Err(ProtocolError::MissingHeaderKey(key)),
         Some(StrOrOther::Str(s)) => Ok(s),
@@ -207,8 +198,7 @@ impl Decoder for MessageCodec {
         if src.len() < header.content_len {
             return Ok(None);
         }
-        let DecodeState::Content(header) = std::mem::replace(&mut self.state, DecodeState::Header)
-        else {
+        let DecodeState::Content(header) = std::mem::replace(&mut self.state, DecodeState::Header) else {
             unreachable!("checked above")
         };
         let content = src.split_to(header.content_len).freeze();
@@ -228,9 +218,7 @@ impl Decoder for MessageCodec {
         match self.decode(src)? {
             Some(message) => Ok(Some(message)),
             None if src.is_empty() && !self.is_mid_message() => Ok(None),
-            None => Err(ProtocolError::Truncated {
-                buffered: src.len(),
-            }),
+            None => Err(ProtocolError::Truncated { buffered: src.len() }),
         }
     }
 }
@@ -459,9 +447,7 @@ mod tests {
             ),
         ];
         for (header, expected) in cases {
-            let err = MessageCodec::new()
-                .decode(&mut frame(header, b""))
-                .unwrap_err();
+            let err = MessageCodec::new().decode(&mut frame(header, b"")).unwrap_err();
             assert_eq!(err.to_string(), expected, "header {header}");
         }
     }
@@ -469,10 +455,7 @@ mod tests {
     #[test]
     fn extra_header_keys_are_ignored_and_escapes_decoded() {
         let header = r#"{"x-trace": [1, {"a": null}], "byteorder": "big", "content-type": "binary\/x", "content-encoding": "binary", "content-length": 2}"#;
-        let message = MessageCodec::new()
-            .decode(&mut frame(header, b"hi"))
-            .unwrap()
-            .unwrap();
+        let message = MessageCodec::new().decode(&mut frame(header, b"hi")).unwrap().unwrap();
         assert_eq!(message.byteorder, ByteOrder::Big);
         assert_eq!(message.content_type, "binary/x");
         assert_eq!(&message.content[..], b"hi");
@@ -480,14 +463,10 @@ mod tests {
 
     #[test]
     fn text_json_content_must_decode() {
-        let header = r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 2}"#;
-        let err = MessageCodec::new()
-            .decode(&mut frame(header, b"\xff\xfe"))
-            .unwrap_err();
-        assert!(
-            matches!(err, ProtocolError::ContentNotDecodable { .. }),
-            "{err}"
-        );
+        let header =
+            r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 2}"#;
+        let err = MessageCodec::new().decode(&mut frame(header, b"\xff\xfe")).unwrap_err();
+        assert!(matches!(err, ProtocolError::ContentNotDecodable { .. }), "{err}");
     }
 
     #[test]
@@ -498,10 +477,7 @@ mod tests {
             let mut codec = MessageCodec::new();
             assert_eq!(codec.decode(&mut buf).unwrap(), None);
             let err = codec.decode_eof(&mut buf).unwrap_err();
-            assert!(
-                matches!(err, ProtocolError::Truncated { .. }),
-                "cut at {cut}: {err}"
-            );
+            assert!(matches!(err, ProtocolError::Truncated { .. }), "cut at {cut}: {err}");
         }
         let mut empty = BytesMut::new();
         assert_eq!(MessageCodec::new().decode_eof(&mut empty).unwrap(), None);
@@ -512,14 +488,7 @@ mod tests {
         let message = Message::binary("x".repeat(70_000), Bytes::new());
         let mut out = BytesMut::from(&b"keep"[..]);
         let err = MessageCodec::new().encode(&message, &mut out).unwrap_err();
-        assert!(
-            matches!(err, ProtocolError::HeaderTooLarge { max: 65535, .. }),
-            "{err}"
-        );
-        assert_eq!(
-            &out[..],
-            b"keep",
-            "a failed encode leaves the buffer as it was"
-        );
+        assert!(matches!(err, ProtocolError::HeaderTooLarge { max: 65535, .. }), "{err}");
+        assert_eq!(&out[..], b"keep", "a failed encode leaves the buffer as it was");
     }
 }

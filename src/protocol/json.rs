@@ -18,28 +18,12 @@ use serde_json::ser::Formatter;
 pub struct PythonFormatter;
 
 impl Formatter for PythonFormatter {
-    fn begin_array_value<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
+    fn begin_array_value<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        if first { Ok(()) } else { writer.write_all(b", ") }
     }
 
-    fn begin_object_key<W: ?Sized + io::Write>(
-        &mut self,
-        writer: &mut W,
-        first: bool,
-    ) -> io::Result<()> {
-        if first {
-            Ok(())
-        } else {
-            writer.write_all(b", ")
-        }
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, writer: &mut W, first: bool) -> io::Result<()> {
+        if first { Ok(()) } else { writer.write_all(b", ") }
     }
 
     fn begin_object_value<W: ?Sized + io::Write>(&mut self, writer: &mut W) -> io::Result<()> {
@@ -52,10 +36,7 @@ impl Formatter for PythonFormatter {
 /// # Errors
 /// Fails only if `writer` fails or `value` cannot be represented as JSON
 /// (a map with non-string keys, for instance).
-pub fn write_python_json<W: io::Write, T: Serialize + ?Sized>(
-    writer: W,
-    value: &T,
-) -> serde_json::Result<()> {
+pub fn write_python_json<W: io::Write, T: Serialize + ?Sized>(writer: W, value: &T) -> serde_json::Result<()> {
     let mut serializer = serde_json::Serializer::with_formatter(writer, PythonFormatter);
     value.serialize(&mut serializer)
 }
@@ -89,10 +70,7 @@ mod tests {
             list: [1, 2],
         })
         .unwrap();
-        assert_eq!(
-            json,
-            br#"{"action": "search", "value": "x", "list": [1, 2]}"#
-        );
+        assert_eq!(json, br#"{"action": "search", "value": "x", "list": [1, 2]}"#);
     }
 
     #[test]

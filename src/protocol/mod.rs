@@ -131,9 +131,7 @@ fn decode_text<'a>(bytes: &'a [u8], encoding: &str) -> Result<Cow<'a, str>, Prot
             .map(Cow::Borrowed)
             .map_err(|e| not_decodable(e.to_string())),
         "ascii" | "us-ascii" => match bytes.iter().position(|b| !b.is_ascii()) {
-            None => Ok(Cow::Borrowed(
-                std::str::from_utf8(bytes).expect("ASCII is UTF-8"),
-            )),
+            None => Ok(Cow::Borrowed(std::str::from_utf8(bytes).expect("ASCII is UTF-8"))),
             Some(at) => Err(not_decodable(format!(
                 "byte 0x{:02x} at offset {at} is not ASCII",
                 bytes[at]
@@ -222,9 +220,6 @@ mod tests {
             result: "🐾 Playing ball! 🏐",
         });
         assert!(msg.is_json());
-        assert_eq!(
-            &msg.content[..],
-            "{\"result\": \"🐾 Playing ball! 🏐\"}".as_bytes()
-        );
+        assert_eq!(&msg.content[..], "{\"result\": \"🐾 Playing ball! 🏐\"}".as_bytes());
     }
 }

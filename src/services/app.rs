@@ -63,8 +63,7 @@ impl Service for AppService {
                     if let Err(reason) = flush(&mut framed, idle_timeout).await {
                         break reason;
                     }
-                    let between_messages =
-                        framed.read_buffer().is_empty() && !framed.codec().is_mid_message();
+                    let between_messages = framed.read_buffer().is_empty() && !framed.codec().is_mid_message();
                     if shutdown.is_cancelled() && between_messages {
                         break CloseReason::Shutdown;
                     }
@@ -86,10 +85,7 @@ impl Service for AppService {
                     (response, self.one_shot.then_some(CloseReason::ResponseSent))
                 }
                 Some(Err(ProtocolError::Io(error))) => break CloseReason::Io(error),
-                Some(Err(error)) => (
-                    framing_error_response(&error),
-                    Some(CloseReason::BadStream(error)),
-                ),
+                Some(Err(error)) => (framing_error_response(&error), Some(CloseReason::BadStream(error))),
             };
             if enabled!(Level::TRACE) {
                 trace!(
@@ -159,9 +155,6 @@ fn log_request(request: &Message, peer: &impl fmt::Display) {
         request.content.len()
     );
     if enabled!(Level::TRACE) {
-        trace!(
-            "Request content from {peer}: {}",
-            BytesRepr(&request.content)
-        );
+        trace!("Request content from {peer}: {}", BytesRepr(&request.content));
     }
 }

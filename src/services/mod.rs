@@ -3,6 +3,7 @@
 //! from [`crate::handlers`] and reports a [`crate::server::CloseReason`].
 
 pub mod app;
+pub mod echo;
 
 use std::time::Duration;
 

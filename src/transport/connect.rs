@@ -1,64 +1,261 @@
-//! Client-side connection set-up: resolve a name, try its addresses.
+//! Client-side connection set-up: resolve a name, race its addresses
+//! (Happy Eyeballs, RFC 8305), or open a Unix socket.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::net::{TcpStream, UdpSocket, UnixStream};
+use tokio_util::either::Either;
 
-use super::TransportError;
+use super::{Endpoint, TransportError};
+use crate::display_duration;
 
-/// Resolves `host` and connects to `port` on each of its addresses in turn,
-/// giving each attempt up to `timeout`. Returns the first connection made,
-/// or an error that lists every address tried and why it failed.
+/// How long an attempt runs alone before the next address is tried alongside
+/// it (RFC 8305 §5 recommends 250 ms).
+pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
+
+/// A connected stream of either kind: clients are written once for both.
+pub type Stream = Either<TcpStream, UnixStream>;
+
+/// Connects to a TCP or Unix stream endpoint.
+///
+/// # Errors
+/// As [`connect_tcp`], or [`TransportError::ConnectUnix`].
+pub async fn connect_stream(endpoint: &Endpoint, timeout: Duration) -> Result<Stream, TransportError> {
+    match endpoint {
+        Endpoint::Inet { host, port } => connect_tcp(host, *port, timeout).await.map(Either::Left),
+        Endpoint::Unix(path) => connect_unix(path, timeout).await.map(Either::Right),
+    }
+}
+
+/// Connects to a Unix stream socket.
+///
+/// # Errors
+/// [`TransportError::ConnectUnix`] when nothing listens at `path` or time runs out.
+pub async fn connect_unix(path: &Path, timeout: Duration) -> Result<UnixStream, TransportError> {
+    let error = |source| TransportError::ConnectUnix {
+        path: path.to_owned(),
+        source,
+    };
+    match tokio::time::timeout(timeout, UnixStream::connect(path)).await {
+        Ok(result) => result.map_err(error),
+        Err(_) => Err(error(timed_out(timeout))),
+    }
+}
+
+/// Resolves `host` and connects to `port`, racing its addresses as RFC 8305
+/// describes: addresses alternate between families, and each attempt gets
+/// [`ATTEMPT_DELAY`] alone before the next one starts beside it. The first
+/// connection made wins; every attempt is bounded by `timeout`.
 ///
 /// # Errors
 /// [`TransportError::Resolve`]/[`TransportError::NoAddresses`] when the name
-/// does not resolve; [`TransportError::Connect`] when no address accepted.
-pub async fn connect_tcp(
-    host: &str,
-    port: u16,
+/// does not resolve; [`TransportError::Connect`] listing each address and its
+/// failure when none accepted.
+pub async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, TransportError> {
+    let host = strip_brackets(host);
+    let addrs = resolve(host, port, timeout).await?;
+    connect_any(&addrs, timeout)
+        .await
+        .map_err(|failures| TransportError::Connect {
+            target: format!("{host} port {port}"),
+            failures,
+        })
+}
+
+/// Races connections to `addrs` (in [`interleave_families`] order) and returns
+/// the first that succeeds, or every address's failure.
+pub async fn connect_any(
+    addrs: &[SocketAddr],
     timeout: Duration,
-) -> Result<TcpStream, TransportError> {
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
-    let addrs: Vec<SocketAddr> =
-        tokio::time::timeout(timeout, tokio::net::lookup_host((host, port)))
-            .await
-            .map_err(|_| TransportError::Resolve {
-                host: host.to_owned(),
-                source: std::io::ErrorKind::TimedOut.into(),
-            })?
-            .map_err(|source| TransportError::Resolve {
-                host: host.to_owned(),
-                source,
-            })?
-            .collect();
-    if addrs.is_empty() {
-        return Err(TransportError::NoAddresses {
-            host: host.to_owned(),
-        });
-    }
+) -> Result<TcpStream, Vec<(SocketAddr, std::io::Error)>> {
+    let mut waiting = interleave_families(addrs).into_iter();
+    let mut attempts = FuturesUnordered::new();
     let mut failures = Vec::new();
-    for addr in addrs {
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                stream.set_nodelay(true).ok();
-                return Ok(stream);
+    let attempt = |addr: SocketAddr| async move {
+        let result = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(result) => result,
+            Err(_) => Err(timed_out(timeout)),
+        };
+        (addr, result)
+    };
+    loop {
+        if attempts.is_empty() {
+            match waiting.next() {
+                Some(addr) => attempts.push(attempt(addr)),
+                None => return Err(failures),
             }
-            Ok(Err(error)) => failures.push((addr, error)),
-            Err(_) => failures.push((
-                addr,
-                std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("timed out after {}", crate::display_duration(timeout)),
-                ),
-            )),
+        }
+        tokio::select! {
+            Some((addr, result)) = attempts.next() => match result {
+                Ok(stream) => {
+                    stream.set_nodelay(true).ok();
+                    return Ok(stream);
+                }
+                Err(error) => {
+                    failures.push((addr, error));
+                    // A failure frees the slot at once rather than after the delay.
+                    if let Some(next) = waiting.next() {
+                        attempts.push(attempt(next));
+                    }
+                }
+            },
+            () = tokio::time::sleep(ATTEMPT_DELAY), if waiting.len() > 0 => {
+                attempts.push(attempt(waiting.next().expect("checked non-empty")));
+            }
+        }
+    }
+}
+
+/// Resolves `host` and opens a UDP socket connected to its first address, so
+/// that only that peer's datagrams are received.
+///
+/// # Errors
+/// As [`connect_tcp`] for names; [`TransportError::Connect`] when no socket
+/// can be opened toward any address.
+pub async fn connect_udp(host: &str, port: u16, timeout: Duration) -> Result<UdpSocket, TransportError> {
+    let host = strip_brackets(host);
+    let mut failures = Vec::new();
+    for addr in resolve(host, port, timeout).await? {
+        let local: SocketAddr = if addr.is_ipv4() {
+            ([0, 0, 0, 0], 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let socket = match UdpSocket::bind(local).await {
+            Ok(socket) => socket,
+            Err(error) => {
+                failures.push((addr, error));
+                continue;
+            }
+        };
+        match socket.connect(addr).await {
+            Ok(()) => return Ok(socket),
+            Err(error) => failures.push((addr, error)),
         }
     }
     Err(TransportError::Connect {
         target: format!("{host} port {port}"),
         failures,
     })
+}
+
+/// Orders addresses as RFC 8305 §4 asks: the resolver's first family first,
+/// then alternating families, each family keeping the resolver's order.
+pub fn interleave_families(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
+    let Some(first) = addrs.first() else { return Vec::new() };
+    let (mut preferred, mut other): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        addrs.iter().partition(|a| a.is_ipv6() == first.is_ipv6());
+    preferred.reverse();
+    other.reverse();
+    let mut ordered = Vec::with_capacity(addrs.len());
+    while !preferred.is_empty() || !other.is_empty() {
+        ordered.extend(preferred.pop());
+        ordered.extend(other.pop());
+    }
+    ordered
+}
+
+async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, TransportError> {
+    let addrs: Vec<SocketAddr> = tokio::time::timeout(timeout, tokio::net::lookup_host((host, port)))
+        .await
+        .map_err(|_| TransportError::Resolve {
+            host: host.to_owned(),
+            source: timed_out(timeout),
+        })?
+        .map_err(|source| TransportError::Resolve {
+            host: host.to_owned(),
+            source,
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(TransportError::NoAddresses { host: host.to_owned() });
+    }
+    Ok(addrs)
+}
+
+/// `[::1]` → `::1`: users paste bracketed IPv6 addresses from URLs and logs.
+pub fn strip_brackets(host: &str) -> &str {
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+}
+
+fn timed_out(after: Duration) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("timed out after {}", display_duration(after)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_alternate_starting_with_the_first() {
+        let a: SocketAddr = "[::1]:1".parse().unwrap();
+        let b: SocketAddr = "[::2]:1".parse().unwrap();
+        let c: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let d: SocketAddr = "127.0.0.2:1".parse().unwrap();
+        assert_eq!(interleave_families(&[a, b, c, d]), vec![a, c, b, d]);
+        assert_eq!(interleave_families(&[c, a, b]), vec![c, a, b]);
+        assert_eq!(interleave_families(&[]), Vec::<SocketAddr>::new());
+    }
+
+    #[tokio::test]
+    async fn a_refusing_first_address_falls_through_to_the_next() {
+        let refusing = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap(); // closed at once
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        let stream = connect_any(&[refusing, open], Duration::from_secs(5)).await.unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), open);
+    }
+
+    #[tokio::test]
+    async fn a_silent_first_address_is_overtaken_after_the_attempt_delay() {
+        // A listener that never accepts, with its backlog filled, leaves further
+        // handshakes unanswered: a loopback stand-in for an unreachable address.
+        let silent_socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        silent_socket
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        silent_socket.listen(0).unwrap();
+        let silent = silent_socket.local_addr().unwrap().as_socket().unwrap();
+        let mut fillers = Vec::new();
+        for _ in 0..8 {
+            match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(silent)).await {
+                Ok(Ok(stream)) => fillers.push(stream),
+                _ => break, // the backlog is full: connects now hang
+            }
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let open = listener.local_addr().unwrap();
+        let stream = connect_any(&[silent, open], Duration::from_secs(5)).await.unwrap();
+        assert_eq!(stream.peer_addr().unwrap(), open);
+    }
+
+    #[tokio::test]
+    async fn every_failure_is_reported() {
+        let a = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let failures = connect_any(&[a, b], Duration::from_secs(5)).await.unwrap_err();
+        let tried: Vec<SocketAddr> = failures.iter().map(|(addr, _)| *addr).collect();
+        assert_eq!(tried, vec![a, b]);
+        assert!(
+            failures
+                .iter()
+                .all(|(_, e)| e.kind() == std::io::ErrorKind::ConnectionRefused)
+        );
+    }
 }

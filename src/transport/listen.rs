@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use super::{PeerAddr, TransportError, canonical};
 
@@ -49,38 +49,52 @@ impl Acceptor for TcpListener {
 pub async fn bind_tcp(host: &str, port: u16, backlog: u32) -> Result<TcpListener, TransportError> {
     let addr = resolve_listen_addr(host, port).await?;
     let bind_error = |source| TransportError::Bind { addr, source };
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-        .map_err(bind_error)?;
+    let socket = bound_socket(addr, Type::STREAM, Protocol::TCP).map_err(bind_error)?;
+    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    socket.listen(backlog).map_err(bind_error)?;
+    TcpListener::from_std(socket.into()).map_err(bind_error)
+}
+
+/// Opens a UDP socket on `host:port`; the host is read as for [`bind_tcp`].
+///
+/// # Errors
+/// As [`bind_tcp`].
+pub async fn bind_udp(host: &str, port: u16) -> Result<UdpSocket, TransportError> {
+    let addr = resolve_listen_addr(host, port).await?;
+    let bind_error = |source| TransportError::Bind { addr, source };
+    let socket = bound_socket(addr, Type::DGRAM, Protocol::UDP).map_err(bind_error)?;
+    UdpSocket::from_std(socket.into()).map_err(bind_error)
+}
+
+/// A non-blocking socket bound to `addr` with `SO_REUSEADDR`, dual-stack when
+/// `addr` is the IPv6 wildcard.
+fn bound_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> std::io::Result<Socket> {
+    let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
     // Lets a restarted server bind while old connections sit in TIME_WAIT.
-    socket.set_reuse_address(true).map_err(bind_error)?;
+    socket.set_reuse_address(true)?;
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         // Best effort: some systems only do IPv6 on an IPv6 socket.
         let _ = socket.set_only_v6(false);
     }
-    socket.set_nonblocking(true).map_err(bind_error)?;
-    socket.bind(&addr.into()).map_err(bind_error)?;
-    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
-    socket.listen(backlog).map_err(bind_error)?;
-    TcpListener::from_std(socket.into()).map_err(bind_error)
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 async fn resolve_listen_addr(host: &str, port: u16) -> Result<SocketAddr, TransportError> {
     if host.is_empty() {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
     }
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     let mut addrs = tokio::net::lookup_host((host, port))
         .await
         .map_err(|source| TransportError::Resolve {
             host: host.to_owned(),
             source,
         })?;
-    addrs.next().ok_or_else(|| TransportError::NoAddresses {
-        host: host.to_owned(),
-    })
+    addrs
+        .next()
+        .ok_or_else(|| TransportError::NoAddresses { host: host.to_owned() })
 }
 
 #[cfg(test)]
@@ -92,26 +106,18 @@ mod tests {
         let listener = bind_tcp("127.0.0.1", 0, DEFAULT_BACKLOG).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         assert_ne!(port, 0);
-        let err = bind_tcp("127.0.0.1", port, DEFAULT_BACKLOG)
-            .await
-            .unwrap_err();
+        let err = bind_tcp("127.0.0.1", port, DEFAULT_BACKLOG).await.unwrap_err();
         let text = err.to_string();
         assert!(
             text.starts_with(&format!("cannot listen on 127.0.0.1:{port}: ")),
             "{text}"
         );
-        assert!(
-            text.contains("another program is using that port"),
-            "{text}"
-        );
+        assert!(text.contains("another program is using that port"), "{text}");
     }
 
     #[tokio::test]
     async fn empty_host_is_every_ipv4_interface() {
         let listener = bind_tcp("", 0, DEFAULT_BACKLOG).await.unwrap();
-        assert_eq!(
-            listener.local_addr().unwrap().ip(),
-            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
-        );
+        assert_eq!(listener.local_addr().unwrap().ip(), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     }
 }

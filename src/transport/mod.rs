@@ -3,12 +3,16 @@
 //! they get a stream that is `AsyncRead + AsyncWrite`.
 
 pub mod connect;
+pub mod datagram;
 pub mod listen;
+pub mod resolve;
+pub mod unix;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
-pub use connect::connect_tcp;
+pub use connect::{connect_stream, connect_tcp};
 pub use listen::{Acceptor, bind_tcp};
 
 /// The port the guide uses for every example.
@@ -21,12 +25,34 @@ pub const DEFAULT_HOST: &str = "127.0.0.1";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerAddr {
     Tcp(SocketAddr),
+    /// A Unix socket peer; clients usually have no path (they are unnamed).
+    Unix(Option<PathBuf>),
 }
 
 impl fmt::Display for PeerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeerAddr::Tcp(addr) => write!(f, "{addr}"),
+            PeerAddr::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            PeerAddr::Unix(None) => f.write_str("unix:(unnamed)"),
+        }
+    }
+}
+
+/// Where a client connects or a server listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A host (name or address) and port, over TCP or UDP.
+    Inet { host: String, port: u16 },
+    /// A Unix domain socket's path.
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Inet { host, port } => write!(f, "{host} port {port}"),
+            Endpoint::Unix(path) => write!(f, "unix:{}", path.display()),
         }
     }
 }
@@ -41,32 +67,30 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
     #[error("cannot resolve {host:?}: {source}")]
-    Resolve {
-        host: String,
-        source: std::io::Error,
-    },
+    Resolve { host: String, source: std::io::Error },
     #[error("{host:?} resolved to no addresses")]
     NoAddresses { host: String },
     #[error("cannot listen on {addr}: {source}{hint}", hint = bind_hint(.source))]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot connect to {target}: {}", describe_failures(.failures))]
     Connect {
         target: String,
         failures: Vec<(SocketAddr, std::io::Error)>,
     },
+    #[error("cannot connect to unix:{}: {source}", .path.display())]
+    ConnectUnix { path: PathBuf, source: std::io::Error },
+    #[error("cannot listen on unix:{}: {source}", .path.display())]
+    BindUnix { path: PathBuf, source: std::io::Error },
+    #[error("another server is already listening on unix:{} (stop it, or pick another path)", .path.display())]
+    UnixPathInUse { path: PathBuf },
+    #[error("unix:{} exists and is not a socket (remove it, or pick another path)", .path.display())]
+    UnixPathNotSocket { path: PathBuf },
 }
 
 fn bind_hint(error: &std::io::Error) -> &'static str {
     match error.kind() {
-        std::io::ErrorKind::AddrInUse => {
-            " (another program is using that port: stop it or pick another port)"
-        }
-        std::io::ErrorKind::PermissionDenied => {
-            " (ports below 1024 need privileges: pick a higher port)"
-        }
+        std::io::ErrorKind::AddrInUse => " (another program is using that port: stop it or pick another port)",
+        std::io::ErrorKind::PermissionDenied => " (ports below 1024 need privileges: pick a higher port)",
         std::io::ErrorKind::AddrNotAvailable => " (that address is not on this machine)",
         _ => "",
     }

@@ -34,7 +34,8 @@ pub async fn step<T>(what: &str, future: impl std::future::Future<Output = T>) -
 /// A server process started for one test; killed when dropped.
 pub struct ServerProcess {
     child: Child,
-    pub addr: SocketAddr,
+    /// The server's first stdout line: `127.0.0.1:41234`, `[::1]:41234` or `unix:/path`.
+    pub listening: String,
     stderr: Arc<Mutex<String>>,
     pub args: Vec<String>,
 }
@@ -58,9 +59,7 @@ impl ServerProcess {
                 if n == 0 {
                     break;
                 }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
             }
         });
         let stdout = child.stdout.take().unwrap();
@@ -83,15 +82,24 @@ impl ServerProcess {
                 );
             }
         };
-        let addr = line
-            .parse()
-            .unwrap_or_else(|_| panic!("first stdout line {line:?} is not an address"));
         ServerProcess {
             child,
-            addr,
+            listening: line,
             stderr,
             args,
         }
+    }
+
+    /// The bound IP address and port.
+    pub fn addr(&self) -> SocketAddr {
+        self.listening
+            .parse()
+            .unwrap_or_else(|_| panic!("first stdout line {:?} is not an address", self.listening))
+    }
+
+    /// The bound port, as a command-line argument.
+    pub fn port(&self) -> String {
+        self.addr().port().to_string()
     }
 
     pub fn pid(&self) -> u32 {
@@ -133,11 +141,7 @@ impl ServerProcess {
                 return status;
             }
             if Instant::now() > deadline {
-                panic!(
-                    "server {:?} did not exit; stderr:\n{}",
-                    self.args,
-                    self.stderr()
-                );
+                panic!("server {:?} did not exit; stderr:\n{}", self.args, self.stderr());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -164,22 +168,73 @@ impl Drop for ServerProcess {
 
 /// Runs `sockets <args>` to completion (bounded by a timeout) and returns its output.
 pub fn run_cli(args: &[&str]) -> Output {
+    run_cli_with_input(args, None)
+}
+
+/// Runs `sockets <args>` with `input` on its standard input (closed after it),
+/// or no standard input at all for `None`.
+pub fn run_cli_with_input(args: &[&str], input: Option<&[u8]>) -> Output {
     let mut child = Command::new(binary())
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting the sockets binary");
-    let deadline = Instant::now() + STEP;
-    while child.try_wait().unwrap().is_none() {
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, &input);
+        });
+    }
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let collect = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = pipe.read_to_end(&mut all);
+            all
+        })
+    };
+    let (out, err) = (collect(Box::new(stdout)), collect(Box::new(stderr)));
+    let deadline = Instant::now() + STEP * 3;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("sockets {args:?} did not finish within {STEP:?}");
+            panic!("sockets {args:?} did not finish within {:?}", STEP * 3);
         }
         std::thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
     }
-    child.wait_with_output().unwrap()
+}
+
+/// Runs `sockets <args>`, asserts it succeeded, and returns its stdout.
+pub fn run_ok(args: &[&str]) -> String {
+    let output = run_cli(args);
+    assert!(output.status.success(), "{}", describe(args, &output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs `sockets <args>`, asserts it failed with `code` and that stderr says `expected`.
+pub fn run_fails(args: &[&str], code: i32, expected: &str) -> String {
+    let output = run_cli(args);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(code), "{}", describe(args, &output));
+    assert!(
+        stderr.contains(expected),
+        "expected {expected:?} on stderr\n{}",
+        describe(args, &output)
+    );
+    assert!(!stderr.contains("panicked"), "{}", describe(args, &output));
+    stderr
 }
 
 /// Describes a finished command for assertion messages.
@@ -267,8 +322,7 @@ pub struct Vector {
 /// The shared byte-exact test vectors (`../shared/vectors/messages.json`).
 pub fn vectors() -> Vec<Vector> {
     let path = repo_path("../shared/vectors/messages.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let vectors: Vec<Vector> = json["vectors"]
         .as_array()

@@ -1,4 +1,11 @@
-//! The application client: send one request, read one response.
+//! Clients: the application request/response exchange (here), the echo
+//! round trip ([`echo`]), the guide's multi-connection client ([`multiconn`])
+//! and the interactive relay behind `sockets connect` ([`relay`]). All are
+//! generic over the stream or socket, so every transport shares them.
+
+pub mod echo;
+pub mod multiconn;
+pub mod relay;
 
 use std::time::Duration;
 
@@ -40,10 +47,7 @@ pub async fn exchange<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut framed = Framed::new(
-        stream,
-        MessageCodec::new().with_max_content_len(max_content_len),
-    );
+    let mut framed = Framed::new(stream, MessageCodec::new().with_max_content_len(max_content_len));
     let exchange = async {
         framed.send(request).await.map_err(ClientError::Send)?;
         match framed.next().await {

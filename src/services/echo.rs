@@ -1,0 +1,106 @@
+//! The echo tier: every byte a client sends comes back, over streams (TCP,
+//! Unix) and datagrams (UDP, Unix datagram).
+//!
+//! A stream connection reads a chunk and writes it back before reading again,
+//! so at most one buffer per connection is in flight: a client that sends
+//! without reading fills its socket buffers, our write waits, and we stop
+//! reading from it (backpressure), up to the idle timeout. The buffer starts
+//! small, so idle connections stay cheap, and grows while reads fill it, so
+//! bulk transfers use large reads.
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use super::close_gracefully;
+use crate::python_repr::BytesRepr;
+use crate::server::{CloseReason, Connection, Service};
+use crate::transport::datagram::DatagramSocket;
+
+/// First read buffer of a connection.
+const INITIAL_BUFFER: usize = 4 * 1024;
+/// Largest read buffer of a connection: what one client can hold in memory.
+pub const MAX_BUFFER: usize = 64 * 1024;
+/// Largest datagram we receive (UDP's maximum payload is 65,507 bytes).
+pub const MAX_DATAGRAM: usize = 64 * 1024;
+
+/// Echoes streams.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EchoService;
+
+impl Service for EchoService {
+    async fn serve<S>(&self, connection: Connection<S>) -> CloseReason
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            mut stream,
+            peer,
+            shutdown,
+            idle_timeout,
+        } = connection;
+        let mut buf = vec![0u8; INITIAL_BUFFER];
+        let reason = loop {
+            let read = tokio::select! {
+                read = stream.read(&mut buf) => read,
+                () = shutdown.cancelled() => break CloseReason::Shutdown,
+                () = tokio::time::sleep(idle_timeout) => break CloseReason::Idle(idle_timeout),
+            };
+            let n = match read {
+                Ok(0) => break CloseReason::PeerClosed,
+                Ok(n) => n,
+                Err(error) => return CloseReason::Io(error),
+            };
+            debug!("Echoing {n} bytes to {peer}: {}", BytesRepr(&buf[..n.min(64)]));
+            match tokio::time::timeout(idle_timeout, stream.write_all(&buf[..n])).await {
+                Err(_) => return CloseReason::WriteStalled(idle_timeout),
+                Ok(Err(error)) => return CloseReason::Io(error),
+                Ok(Ok(())) => {}
+            }
+            if n == buf.len() && buf.len() < MAX_BUFFER {
+                buf.resize(buf.len() * 2, 0);
+            }
+        };
+        close_gracefully(&mut stream).await;
+        reason
+    }
+}
+
+/// Echoes every datagram to its sender until `shutdown` is cancelled.
+/// Datagrams larger than [`MAX_DATAGRAM`] are dropped with a warning rather
+/// than echoed cut short.
+pub async fn serve_datagrams<D: DatagramSocket>(socket: &D, shutdown: CancellationToken) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let received = tokio::select! {
+            received = socket.recv_from(&mut buf) => received,
+            () = shutdown.cancelled() => break,
+        };
+        let received = match received {
+            Ok(received) => received,
+            Err(error) => {
+                // An ICMP error from an earlier reply, for instance: not fatal.
+                debug!("receiving a datagram failed: {error}");
+                continue;
+            }
+        };
+        let Some(peer) = D::peer(&received.from) else {
+            warn!(
+                "Dropped a {}-byte datagram from an unnamed socket: there is no address to echo to",
+                received.full_len
+            );
+            continue;
+        };
+        if received.truncated() {
+            warn!(
+                "Dropped a {}-byte datagram from {peer}: larger than the {MAX_DATAGRAM}-byte buffer",
+                received.full_len
+            );
+            continue;
+        }
+        info!("Echoing {} bytes to {peer}", received.len);
+        if let Err(error) = socket.send_to(&buf[..received.len], &received.from).await {
+            warn!("Echo to {peer} failed: {error}");
+        }
+    }
+}
