@@ -8,12 +8,14 @@
 //! - [`transport`]: addresses, listening and connecting sockets.
 //! - [`services`]: per-connection loops, generic over `AsyncRead + AsyncWrite`.
 //! - [`server`]: the accept loop shared by all servers: limits, shutdown.
-//! - [`client`]: request/response over any stream.
+//! - [`client`]: the clients: app request/response, echo, multi-connection, relay.
+//! - [`bench`]: the load generator: app and echo load, reports, plots.
 //! - [`python_repr`]: Python's `repr(bytes)`, which the guide's programs print.
 //!
 //! The command-line interface lives in the binary (`src/cli`), which is the
 //! only place that knows about clap or exit codes.
 
+pub mod bench;
 pub mod client;
 pub mod handlers;
 pub mod protocol;

@@ -3,6 +3,7 @@
 
 mod app_client;
 mod app_server;
+mod bench;
 mod connect;
 mod echo_client;
 mod echo_server;
@@ -76,6 +77,12 @@ pub enum Command {
     /// When input ends, the sending side is shut down and output continues
     /// until the server closes. Works in pipes: `printf 'hi' | sockets connect HOST PORT`.
     Connect(connect::ConnectArgs),
+    /// Load generator: drive a server with many connections and report
+    /// throughput, latency percentiles and errors by kind.
+    ///
+    /// The report goes to stdout (text, or JSON with --json); exits 1 if any
+    /// request failed or got a wrong answer.
+    Bench(bench::BenchArgs),
 }
 
 impl Command {
@@ -86,6 +93,7 @@ impl Command {
             Command::EchoServer(args) | Command::MulticonnServer(args) => args.server.threads,
             Command::AppClient(_) | Command::Resolve(_) | Command::Connect(_) => Some(1),
             Command::EchoClient(_) | Command::MulticonnClient(_) => None,
+            Command::Bench(args) => Some(args.target.threads()),
         }
     }
 }
@@ -106,6 +114,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::MulticonnClient(args) => multiconn_client::run(args).await,
             Command::Resolve(args) => resolve::run(args).await,
             Command::Connect(args) => connect::run(args).await,
+            Command::Bench(args) => bench::run(args).await,
         }
     });
     // Don't wait for a blocking read of standard input that will never finish.

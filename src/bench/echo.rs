@@ -1,0 +1,168 @@
+//! Bulk echo throughput: each connection writes blocks as fast as the
+//! server takes them while reading the echo back at the same time, and every
+//! byte that returns is compared with what was sent.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::task::JoinSet;
+
+use super::{Budget, Counters, ErrorCounts, ErrorKind, Limit};
+use crate::transport::{Endpoint, connect_stream};
+
+/// One echo run's settings.
+#[derive(Debug, Clone)]
+pub struct EchoBench {
+    pub endpoint: Endpoint,
+    pub connections: usize,
+    /// Bytes per write.
+    pub block_size: usize,
+    /// A duration, or a total number of bytes across all connections.
+    pub limit: Limit,
+    /// Limit for connecting and for each read or write to make progress.
+    pub timeout: Duration,
+}
+
+/// What an echo run measured.
+#[derive(Debug)]
+pub struct EchoOutcome {
+    /// Bytes that came back and matched.
+    pub echoed: u64,
+    pub errors: ErrorCounts,
+    pub elapsed: Duration,
+}
+
+/// Runs the echo load, adding echoed bytes to `counters.bytes` as they arrive.
+pub async fn run(config: EchoBench, counters: Arc<Counters>) -> EchoOutcome {
+    let block_size = config.block_size.max(1);
+    let pattern: Arc<[u8]> = pattern(block_size).into();
+    let started = Instant::now();
+    let limit = match config.limit {
+        Limit::Count(bytes) => Limit::Count(bytes.div_ceil(block_size as u64)),
+        duration => duration,
+    };
+    let budget = Arc::new(Budget::new(limit, started));
+    let mut tasks = JoinSet::new();
+    for _ in 0..config.connections.max(1) {
+        let (config, pattern, budget, counters) = (
+            config.clone(),
+            Arc::clone(&pattern),
+            Arc::clone(&budget),
+            Arc::clone(&counters),
+        );
+        tasks.spawn(async move { one_connection(&config, &pattern, &budget, &counters).await });
+    }
+    let mut outcome = EchoOutcome {
+        echoed: 0,
+        errors: ErrorCounts::default(),
+        elapsed: Duration::ZERO,
+    };
+    while let Some(joined) = tasks.join_next().await {
+        let (echoed, error) = joined.expect("echo workers do not panic");
+        outcome.echoed += echoed;
+        if let Some(kind) = error {
+            outcome.errors.add(kind);
+            counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    outcome.elapsed = started.elapsed();
+    outcome
+}
+
+/// A block of pseudo-random bytes (xorshift), so that misplaced or repeated
+/// data does not compare equal by accident.
+fn pattern(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_u32;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect()
+}
+
+/// Whether `data`, received at stream offset `offset`, is the repeating `pattern`.
+fn matches_pattern(pattern: &[u8], offset: u64, data: &[u8]) -> bool {
+    let mut at = (offset % pattern.len() as u64) as usize;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let n = rest.len().min(pattern.len() - at);
+        if rest[..n] != pattern[at..at + n] {
+            return false;
+        }
+        rest = &rest[n..];
+        at = 0;
+    }
+    true
+}
+
+/// Returns the bytes echoed correctly, and the error that ended the connection early, if any.
+async fn one_connection(
+    config: &EchoBench,
+    pattern: &[u8],
+    budget: &Budget,
+    counters: &Counters,
+) -> (u64, Option<ErrorKind>) {
+    let stream = match connect_stream(&config.endpoint, config.timeout).await {
+        Ok(stream) => stream,
+        Err(_) => return (0, Some(ErrorKind::Refused)),
+    };
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let timeout = config.timeout;
+    let send = async {
+        let mut sent = 0u64;
+        while budget.take() {
+            match tokio::time::timeout(timeout, writer.write_all(pattern)).await {
+                Err(_) => return Err(ErrorKind::Timeout),
+                Ok(Err(error)) => return Err(ErrorKind::of(&error)),
+                Ok(Ok(())) => sent += pattern.len() as u64,
+            }
+        }
+        writer.shutdown().await.map_err(|e| ErrorKind::of(&e))?;
+        Ok(sent)
+    };
+    let receive = async {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut received = 0u64;
+        loop {
+            let n = match tokio::time::timeout(timeout, reader.read(&mut buf)).await {
+                Err(_) => return (received, Some(ErrorKind::Timeout)),
+                Ok(Err(error)) => return (received, Some(ErrorKind::of(&error))),
+                Ok(Ok(0)) => return (received, None),
+                Ok(Ok(n)) => n,
+            };
+            if !matches_pattern(pattern, received, &buf[..n]) {
+                return (received, Some(ErrorKind::WrongAnswer));
+            }
+            received += n as u64;
+            counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        }
+    };
+    let (sent, (received, read_error)) = tokio::join!(send, receive);
+    match (sent, read_error) {
+        (_, Some(kind)) | (Err(kind), None) => (received, Some(kind)),
+        (Ok(sent), None) if received < sent => (received, Some(ErrorKind::Closed)),
+        (Ok(_), None) => (received, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pattern_checks_follow_the_stream_offset() {
+        let block = pattern(100);
+        let stream: Vec<u8> = block.iter().copied().cycle().take(350).collect();
+        assert!(matches_pattern(&block, 0, &stream));
+        assert!(matches_pattern(&block, 130, &stream[130..260]));
+        assert!(!matches_pattern(&block, 131, &stream[130..260]));
+        let mut corrupt = stream.clone();
+        corrupt[299] ^= 1;
+        assert!(!matches_pattern(&block, 0, &corrupt));
+    }
+}

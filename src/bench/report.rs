@@ -1,0 +1,193 @@
+//! A bench run's results: the numbers people compare, as text for a
+//! terminal and as JSON for scripts.
+
+use std::fmt;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::{ErrorCounts, ErrorKind, Timeline};
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatencySummary {
+    pub min: f64,
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    #[serde(rename = "p99.9")]
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+impl LatencySummary {
+    /// Summarizes a histogram of nanoseconds; `None` when it is empty.
+    pub fn of(histogram: &Histogram<u64>) -> Option<LatencySummary> {
+        if histogram.is_empty() {
+            return None;
+        }
+        let us = |ns: u64| ns as f64 / 1000.0;
+        Some(LatencySummary {
+            min: us(histogram.min()),
+            mean: histogram.mean() / 1000.0,
+            p50: us(histogram.value_at_quantile(0.50)),
+            p90: us(histogram.value_at_quantile(0.90)),
+            p99: us(histogram.value_at_quantile(0.99)),
+            p99_9: us(histogram.value_at_quantile(0.999)),
+            max: us(histogram.max()),
+        })
+    }
+}
+
+/// Everything a run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// `app` or `echo`.
+    pub bench: &'static str,
+    pub target: String,
+    /// How the load was applied, in words (`persistent, 64 connections, pipeline 16`).
+    pub load: String,
+    pub elapsed_seconds: f64,
+    /// Correct responses (app) — absent for echo.
+    pub requests: Option<u64>,
+    pub requests_per_second: Option<f64>,
+    /// Bytes moved: sent and received for app, echoed back for echo.
+    pub bytes: u64,
+    pub megabytes_per_second: f64,
+    /// Microseconds; absent when nothing completed or for echo.
+    pub latency_us: Option<LatencySummary>,
+    pub errors: ErrorTable,
+    pub timeline: Timeline,
+}
+
+/// Error counts, every kind listed (zeros included) so nothing looks hidden.
+#[derive(Debug, Clone)]
+pub struct ErrorTable(pub ErrorCounts);
+
+impl Serialize for ErrorTable {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(ErrorKind::ALL.len() + 1))?;
+        for kind in ErrorKind::ALL {
+            map.serialize_entry(kind.label(), &self.0.get(kind))?;
+        }
+        map.serialize_entry("total", &self.0.total())?;
+        map.end()
+    }
+}
+
+impl Report {
+    /// Total errors.
+    pub fn error_total(&self) -> u64 {
+        self.errors.0.total()
+    }
+}
+
+/// Formats microseconds with a unit that keeps them readable.
+pub fn format_micros(us: f64) -> String {
+    if us < 1000.0 {
+        format!("{us:.1} µs")
+    } else if us < 1_000_000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{:.2} s", us / 1_000_000.0)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "target      {}", self.target)?;
+        writeln!(f, "load        {}", self.load)?;
+        match self.requests {
+            Some(requests) => writeln!(
+                f,
+                "completed   {requests} requests in {:.2} s, {} errors",
+                self.elapsed_seconds,
+                self.error_total()
+            )?,
+            None => writeln!(
+                f,
+                "completed   {} bytes echoed in {:.2} s, {} errors",
+                self.bytes,
+                self.elapsed_seconds,
+                self.error_total()
+            )?,
+        }
+        match self.requests_per_second {
+            Some(rps) => writeln!(
+                f,
+                "throughput  {rps:.0} requests/s, {:.1} MB/s",
+                self.megabytes_per_second
+            )?,
+            None => writeln!(f, "throughput  {:.1} MB/s", self.megabytes_per_second)?,
+        }
+        if let Some(l) = &self.latency_us {
+            writeln!(
+                f,
+                "latency     min {}, p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
+                format_micros(l.min),
+                format_micros(l.p50),
+                format_micros(l.p90),
+                format_micros(l.p99),
+                format_micros(l.p99_9),
+                format_micros(l.max)
+            )?;
+        }
+        let errors: Vec<String> = ErrorKind::ALL
+            .iter()
+            .filter(|kind| self.errors.0.get(**kind) > 0)
+            .map(|kind| format!("{} {}", kind.label(), self.errors.0.get(*kind)))
+            .collect();
+        write!(
+            f,
+            "errors      {}",
+            if errors.is_empty() {
+                "none".to_string()
+            } else {
+                errors.join(", ")
+            }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{new_histogram, record};
+    use std::time::Duration;
+
+    #[test]
+    fn text_and_json_carry_the_same_numbers() {
+        let mut histogram = new_histogram();
+        for us in 1..=1000 {
+            record(&mut histogram, Duration::from_micros(us));
+        }
+        let mut errors = ErrorCounts::default();
+        errors.add(ErrorKind::Timeout);
+        let report = Report {
+            bench: "app",
+            target: "127.0.0.1 port 1".into(),
+            load: "persistent, 1 connection".into(),
+            elapsed_seconds: 2.0,
+            requests: Some(1000),
+            requests_per_second: Some(500.0),
+            bytes: 2_000_000,
+            megabytes_per_second: 1.0,
+            latency_us: LatencySummary::of(&histogram),
+            errors: ErrorTable(errors),
+            timeline: Timeline::default(),
+        };
+        let text = report.to_string();
+        assert!(text.contains("completed   1000 requests in 2.00 s, 1 errors"), "{text}");
+        assert!(text.contains("throughput  500 requests/s, 1.0 MB/s"), "{text}");
+        assert!(text.contains("p50 500.") && text.contains("max 1.00 ms"), "{text}");
+        assert!(text.ends_with("errors      timeout 1"), "{text}");
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["errors"]["timeout"], 1);
+        assert_eq!(json["errors"]["wrong answer"], 0);
+        assert_eq!(json["errors"]["total"], 1);
+        assert_eq!(json["requests"], 1000);
+        assert!((json["latency_us"]["p99"].as_f64().unwrap() - 990.0).abs() < 2.0);
+    }
+}
