@@ -26,8 +26,8 @@ fn arb_message() -> impl Strategy<Value = Message> {
         })
         .prop_map(|(byteorder, content_type, content_encoding, content)| Message {
             byteorder,
-            content_type,
-            content_encoding,
+            content_type: content_type.into(),
+            content_encoding: content_encoding.into(),
             content: Bytes::from(content),
         });
     prop_oneof![json, binary]

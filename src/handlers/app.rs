@@ -6,25 +6,47 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
+use crate::protocol::json::{starts_as_object, to_python_json};
+use crate::protocol::json_str::JsonStr;
 use crate::protocol::{Message, ProtocolError};
 
-/// `content-type` of the guide client's binary requests.
-pub const CLIENT_BINARY_TYPE: &str = "binary/custom-client-binary-type";
-/// `content-type` of our binary responses.
-pub const SERVER_BINARY_TYPE: &str = "binary/custom-server-binary-type";
+pub use crate::protocol::{CLIENT_BINARY_TYPE, SERVER_BINARY_TYPE};
 /// What a binary response starts with, before the request's first bytes.
 pub const BINARY_RESPONSE_PREFIX: &[u8] = b"First 10 bytes of request: ";
 /// How many bytes of a binary request the response repeats.
 pub const BINARY_ECHO_LEN: usize = 10;
 
-/// The search table: query to answer.
+/// The search table: query to answer, with each answer's response content
+/// encoded once up front, so a hit costs no serialization and no allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchTable {
-    entries: HashMap<String, String>,
+    entries: HashMap<String, Entry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    answer: String,
+    /// `{"result": "<answer>"}` as Python would write it.
+    response_content: Bytes,
+}
+
+impl Entry {
+    fn new(answer: String) -> Entry {
+        let response_content = Bytes::from(
+            to_python_json(&Answer {
+                result: Cow::Borrowed(&answer),
+            })
+            .expect("strings serialize"),
+        );
+        Entry {
+            answer,
+            response_content,
+        }
+    }
 }
 
 /// Why a `--data` file could not be used.
@@ -44,9 +66,7 @@ impl SearchTable {
             ("ring", "In the caves beneath the Misty Mountains. \u{1f48d}"),
             ("\u{1f436}", "\u{1f43e} Playing ball! \u{1f3d0}"),
         ];
-        SearchTable {
-            entries: entries.into_iter().map(|(q, a)| (q.to_owned(), a.to_owned())).collect(),
-        }
+        SearchTable::from_pairs(entries.into_iter().map(|(q, a)| (q.to_owned(), a.to_owned())))
     }
 
     /// Loads a JSON object of query to answer. The file is read whole and
@@ -60,16 +80,26 @@ impl SearchTable {
             path: path.to_owned(),
             source,
         })?;
-        let entries = serde_json::from_slice(&text).map_err(|source| TableError::Malformed {
-            path: path.to_owned(),
-            source,
-        })?;
-        Ok(SearchTable { entries })
+        let entries: HashMap<String, String> =
+            serde_json::from_slice(&text).map_err(|source| TableError::Malformed {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(SearchTable::from_pairs(entries))
+    }
+
+    fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> SearchTable {
+        SearchTable {
+            entries: pairs
+                .into_iter()
+                .map(|(query, answer)| (query, Entry::new(answer)))
+                .collect(),
+        }
     }
 
     /// The answer for `query`, if the table has one.
     pub fn lookup(&self, query: &str) -> Option<&str> {
-        self.entries.get(query).map(String::as_str)
+        self.entries.get(query).map(|entry| entry.answer.as_str())
     }
 
     /// Number of entries.
@@ -129,54 +159,53 @@ pub fn respond(table: &SearchTable, request: &Message) -> Message {
         content.put_slice(echoed);
         return Message::binary(SERVER_BINARY_TYPE, content.freeze());
     }
-    let answer = match request.text() {
-        Ok(text) => answer_json(table, &text),
-        Err(error) => format!("Error: {error}."),
+    let text = match request.text() {
+        Ok(text) => text,
+        Err(error) => return result_message(&format!("Error: {error}.")),
     };
-    result_message(&answer)
+    match answer_json(table, &text) {
+        Ok(hit) => Message {
+            content: hit.clone(),
+            ..Message::json_content(Bytes::new())
+        },
+        Err(answer) => result_message(&answer),
+    }
 }
 
 /// Fields of a JSON request; strings without escapes are borrowed.
 #[derive(Deserialize)]
 struct IncomingRequest<'a> {
     #[serde(borrow, default)]
-    action: Option<Cow<'a, str>>,
+    action: Option<JsonStr<'a>>,
     #[serde(borrow, default)]
-    value: Option<Cow<'a, str>>,
+    value: Option<JsonStr<'a>>,
 }
 
-fn answer_json(table: &SearchTable, text: &str) -> String {
-    let Ok(request) = serde_json::from_str::<IncomingRequest<'_>>(text) else {
-        return explain_bad_request(text);
-    };
-    match (request.action.as_deref(), request.value.as_deref()) {
-        (None, _) => "Error: request has no \"action\".".to_owned(),
-        (Some("search"), None) => "Error: search request has no \"value\".".to_owned(),
-        (Some("search"), Some(query)) => match table.lookup(query) {
-            Some(answer) => answer.to_owned(),
-            None => format!("No match for '{query}'."),
-        },
-        (Some(action), _) => format!("Error: invalid action '{action}'."),
+/// The pre-encoded content for a table hit, or the text of any other result.
+fn answer_json<'t>(table: &'t SearchTable, text: &str) -> Result<&'t Bytes, String> {
+    if !starts_as_object(text) {
+        return Err(match serde_json::from_str::<IgnoredAny>(text) {
+            Ok(_) => "Error: request content must be a JSON object.".to_owned(),
+            Err(error) => format!("Error: request content is not valid JSON: {error}."),
+        });
     }
-}
-
-/// The slow path: say precisely what is wrong with a request the fast path
-/// could not read.
-fn explain_bad_request(text: &str) -> String {
-    let object = match serde_json::from_str::<Value>(text) {
-        Err(error) => return format!("Error: request content is not valid JSON: {error}."),
-        Ok(Value::Object(object)) => object,
-        Ok(_) => return "Error: request content must be a JSON object.".to_owned(),
+    let request: IncomingRequest<'_> =
+        serde_json::from_str(text).map_err(|error| format!("Error: request content is not valid JSON: {error}."))?;
+    let action = match request.action {
+        None => return Err("Error: request has no \"action\".".to_owned()),
+        Some(JsonStr::NotStr(got)) => return Err(format!("Error: action must be a string, got {got}.")),
+        Some(JsonStr::Str(action)) => action,
     };
-    match (object.get("action"), object.get("value")) {
-        (Some(Value::String(action)), _) if action != "search" => {
-            format!("Error: invalid action '{action}'.")
-        }
-        (Some(Value::String(_)), Some(value)) => {
-            format!("Error: search value must be a string, got {value}.")
-        }
-        (Some(action), _) => format!("Error: action must be a string, got {action}."),
-        (None, _) => "Error: request has no \"action\".".to_owned(),
+    if action != "search" {
+        return Err(format!("Error: invalid action '{action}'."));
+    }
+    match request.value {
+        None => Err("Error: search request has no \"value\".".to_owned()),
+        Some(JsonStr::NotStr(got)) => Err(format!("Error: search value must be a string, got {got}.")),
+        Some(JsonStr::Str(query)) => match table.entries.get(query.as_ref()) {
+            Some(entry) => Ok(&entry.response_content),
+            None => Err(format!("No match for '{query}'.")),
+        },
     }
 }
 
@@ -231,9 +260,13 @@ mod tests {
             ),
             (
                 r#"{"action": ["search"], "value": "x"}"#,
-                "Error: action must be a string, got [\"search\"].",
+                "Error: action must be a string, got an array.",
             ),
             (r#"[1, 2]"#, "Error: request content must be a JSON object."),
+            (
+                r#"["search", "morpheus"]"#,
+                "Error: request content must be a JSON object.",
+            ),
         ];
         for (content, expected) in cases {
             assert_eq!(

@@ -18,13 +18,15 @@
 use std::borrow::Cow;
 
 use bytes::{Buf, BufMut, BytesMut};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::codec::{Decoder, Encoder};
 
-use super::json::write_python_json;
+use super::json::{starts_as_object, write_python_json};
+use super::json_str::JsonStr;
 use super::{
     ByteOrder, DEFAULT_MAX_CONTENT_LEN, MAX_JSON_HEADER_LEN, Message, PROTO_HEADER_LEN, ProtocolError, TEXT_JSON,
+    intern,
 };
 
 /// Encodes and decodes [`Message`]s on a byte stream.
@@ -38,8 +40,8 @@ pub struct MessageCodec {
 #[derive(Debug, Clone)]
 struct PendingHeader {
     byteorder: ByteOrder,
-    content_type: String,
-    content_encoding: String,
+    content_type: Cow<'static, str>,
+    content_encoding: Cow<'static, str>,
     content_len: usize,
 }
 
@@ -85,8 +87,7 @@ impl MessageCodec {
 
     fn parse_header(&self, json: &[u8]) -> Result<PendingHeader, ProtocolError> {
         let json = std::str::from_utf8(json).map_err(|e| ProtocolError::HeaderNotJson(e.to_string()))?;
-        // serde would also accept a JSON array for a struct; the spec wants an object.
-        if json.trim_start().bytes().next().is_some_and(|b| b != b'{') {
+        if !json.trim_start().is_empty() && !starts_as_object(json) {
             return match serde_json::from_str::<serde::de::IgnoredAny>(json) {
                 Ok(_) => Err(ProtocolError::HeaderNotObject),
                 Err(e) => Err(ProtocolError::HeaderNotJson(e.to_string())),
@@ -108,8 +109,8 @@ impl MessageCodec {
             expected: "\"little\" or \"big\"",
             got: format!("{byteorder:?}"),
         })?;
-        let content_type = required_str("content-type", wire.content_type)?.into_owned();
-        let content_encoding = required_str("content-encoding", wire.content_encoding)?.into_owned();
+        let content_type = intern(&required_str("content-type", wire.content_type)?);
+        let content_encoding = intern(&required_str("content-encoding", wire.content_encoding)?);
         let content_len = usize::try_from(content_len)
             .ok()
             .filter(|&len| len <= self.max_content_len)
@@ -131,45 +132,54 @@ impl MessageCodec {
 #[derive(Deserialize)]
 struct WireHeaderIn<'a> {
     #[serde(borrow)]
-    byteorder: Option<StrOrOther<'a>>,
+    byteorder: Option<JsonStr<'a>>,
     #[serde(rename = "content-type", borrow)]
-    content_type: Option<StrOrOther<'a>>,
+    content_type: Option<JsonStr<'a>>,
     #[serde(rename = "content-encoding", borrow)]
-    content_encoding: Option<StrOrOther<'a>>,
+    content_encoding: Option<JsonStr<'a>>,
     #[serde(rename = "content-length")]
     content_length: Option<Value>,
 }
 
-/// A header value that should be a string: borrowed when it has no escapes.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StrOrOther<'a> {
-    Str(#[serde(borrow)] Cow<'a, str>),
-    Other(Value),
-}
-
-fn required_str<'a>(key: &'static str, value: Option<StrOrOther<'a>>) -> Result<Cow<'a, str>, ProtocolError> {
+fn required_str<'a>(key: &'static str, value: Option<JsonStr<'a>>) -> Result<Cow<'a, str>, ProtocolError> {
     match value {
         None => Err(ProtocolError::MissingHeaderKey(key)),
-        Some(StrOrOther::Str(s)) => Ok(s),
-        Some(StrOrOther::Other(other)) => Err(ProtocolError::BadHeaderValue {
+        Some(JsonStr::Str(s)) => Ok(s),
+        Some(JsonStr::NotStr(got)) => Err(ProtocolError::BadHeaderValue {
             key,
             expected: "a string",
-            got: other.to_string(),
+            got,
         }),
     }
 }
 
-/// The header as we write it: keys in the order the guide's Python writes them.
-#[derive(Serialize)]
-struct WireHeaderOut<'a> {
-    byteorder: ByteOrder,
-    #[serde(rename = "content-type")]
-    content_type: &'a str,
-    #[serde(rename = "content-encoding")]
-    content_encoding: &'a str,
-    #[serde(rename = "content-length")]
-    content_length: usize,
+/// Writes the JSON header as Python's `json.dumps` writes the guide's dict:
+/// keys in its order, its separators. The layout is fixed, so it is written
+/// directly; only strings that need escaping go through serde_json.
+fn write_header(dst: &mut BytesMut, message: &Message) -> Result<(), ProtocolError> {
+    dst.put_slice(match message.byteorder {
+        ByteOrder::Little => b"{\"byteorder\": \"little\", \"content-type\": ",
+        ByteOrder::Big => b"{\"byteorder\": \"big\", \"content-type\": ",
+    });
+    write_json_str(dst, &message.content_type)?;
+    dst.put_slice(b", \"content-encoding\": ");
+    write_json_str(dst, &message.content_encoding)?;
+    dst.put_slice(b", \"content-length\": ");
+    dst.put_slice(itoa::Buffer::new().format(message.content.len()).as_bytes());
+    dst.put_u8(b'}');
+    Ok(())
+}
+
+/// A JSON string literal: copied as is when nothing in it needs escaping.
+fn write_json_str(dst: &mut BytesMut, value: &str) -> Result<(), ProtocolError> {
+    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        dst.put_u8(b'"');
+        dst.put_slice(value.as_bytes());
+        dst.put_u8(b'"');
+        Ok(())
+    } else {
+        write_python_json(dst.writer(), value).map_err(|e| ProtocolError::Io(e.into()))
+    }
 }
 
 impl Decoder for MessageCodec {
@@ -230,13 +240,7 @@ impl Encoder<&Message> for MessageCodec {
         let start = dst.len();
         dst.reserve(PROTO_HEADER_LEN + 96 + message.content.len());
         dst.put_u16(0); // patched below, once the header's length is known
-        let header = WireHeaderOut {
-            byteorder: message.byteorder,
-            content_type: &message.content_type,
-            content_encoding: &message.content_encoding,
-            content_length: message.content.len(),
-        };
-        write_python_json((&mut *dst).writer(), &header).map_err(std::io::Error::from)?;
+        write_header(dst, message)?;
         let header_len = dst.len() - start - PROTO_HEADER_LEN;
         let Ok(header_len_u16) = u16::try_from(header_len) else {
             dst.truncate(start);
@@ -266,7 +270,7 @@ mod tests {
     use super::*;
 
     fn search(value: &str) -> Message {
-        #[derive(Serialize)]
+        #[derive(serde::Serialize)]
         struct Search<'a> {
             action: &'a str,
             value: &'a str,
@@ -481,6 +485,18 @@ mod tests {
         }
         let mut empty = BytesMut::new();
         assert_eq!(MessageCodec::new().decode_eof(&mut empty).unwrap(), None);
+    }
+
+    #[test]
+    fn header_strings_are_escaped_like_python() {
+        let message = Message::binary("a\"b\\c\u{1}é", Bytes::from_static(b"xy"));
+        let wire = encode(&message);
+        let header = std::str::from_utf8(&wire[2..wire.len() - 2]).unwrap();
+        // json.dumps({..., "content-type": 'a"b\\c\x01é', ...}, ensure_ascii=False)
+        let expected = "{\"byteorder\": \"little\", \"content-type\": \"a\\\"b\\\\c\\u0001é\", \"content-encoding\": \"binary\", \"content-length\": 2}";
+        if cfg!(target_endian = "little") {
+            assert_eq!(header, expected);
+        }
     }
 
     #[test]

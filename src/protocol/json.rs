@@ -51,6 +51,12 @@ pub fn to_python_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Ve
     Ok(out)
 }
 
+/// Whether JSON text starts as an object. serde accepts a JSON array for a
+/// struct (fields by position); the protocol wants objects, so callers check.
+pub fn starts_as_object(text: &str) -> bool {
+    text.trim_start().starts_with('{')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,6 +11,7 @@
 
 pub mod codec;
 pub mod json;
+pub mod json_str;
 
 use std::borrow::Cow;
 
@@ -38,6 +39,23 @@ pub const UTF_8: &str = "utf-8";
 
 /// `content-encoding` of binary content.
 pub const BINARY: &str = "binary";
+
+/// `content-type` of the guide client's binary requests.
+pub const CLIENT_BINARY_TYPE: &str = "binary/custom-client-binary-type";
+
+/// `content-type` of the guide server's binary responses.
+pub const SERVER_BINARY_TYPE: &str = "binary/custom-server-binary-type";
+
+/// The header values nearly every message uses, shared rather than allocated.
+const WELL_KNOWN: [&str; 5] = [TEXT_JSON, UTF_8, BINARY, CLIENT_BINARY_TYPE, SERVER_BINARY_TYPE];
+
+/// A header string as a `Cow`: static when it is one of the well-known values.
+pub fn intern(value: &str) -> Cow<'static, str> {
+    match WELL_KNOWN.iter().find(|known| **known == value) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(value.to_owned()),
+    }
+}
 
 /// The sender's native byte order, carried in every header. Informational only:
 /// the proto-header is always big-endian whatever this says.
@@ -71,8 +89,10 @@ impl ByteOrder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
     pub byteorder: ByteOrder,
-    pub content_type: String,
-    pub content_encoding: String,
+    /// Well-known values (`text/json`, the guide's binary types) are static,
+    /// so the common messages cost no allocation for their header strings.
+    pub content_type: Cow<'static, str>,
+    pub content_encoding: Cow<'static, str>,
     pub content: Bytes,
 }
 
@@ -84,20 +104,25 @@ impl Message {
     /// that serde_json cannot encode (a map with non-string keys) is a bug.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Message {
         let content = json::to_python_json(value).expect("value serializes to JSON");
+        Message::json_content(Bytes::from(content))
+    }
+
+    /// A `text/json`, `utf-8` message with content already encoded.
+    pub fn json_content(content: Bytes) -> Message {
         Message {
             byteorder: ByteOrder::NATIVE,
-            content_type: TEXT_JSON.to_owned(),
-            content_encoding: UTF_8.to_owned(),
-            content: Bytes::from(content),
+            content_type: Cow::Borrowed(TEXT_JSON),
+            content_encoding: Cow::Borrowed(UTF_8),
+            content,
         }
     }
 
     /// A message with encoding `binary` and the given content type.
-    pub fn binary(content_type: impl Into<String>, content: impl Into<Bytes>) -> Message {
+    pub fn binary(content_type: impl Into<Cow<'static, str>>, content: impl Into<Bytes>) -> Message {
         Message {
             byteorder: ByteOrder::NATIVE,
             content_type: content_type.into(),
-            content_encoding: BINARY.to_owned(),
+            content_encoding: Cow::Borrowed(BINARY),
             content: content.into(),
         }
     }
@@ -121,12 +146,17 @@ impl Message {
 /// The text encodings accepted for `text/json` content: the guide always uses
 /// UTF-8; ASCII and Latin-1 are the other codecs Python peers commonly name.
 fn decode_text<'a>(bytes: &'a [u8], encoding: &str) -> Result<Cow<'a, str>, ProtocolError> {
-    let normalized = encoding.trim().to_ascii_lowercase().replace('_', "-");
+    // The guide always says "utf-8": answer that without normalizing (which allocates).
+    let normalized = if encoding == UTF_8 {
+        Cow::Borrowed(UTF_8)
+    } else {
+        Cow::Owned(encoding.trim().to_ascii_lowercase().replace('_', "-"))
+    };
     let not_decodable = |reason: String| ProtocolError::ContentNotDecodable {
         encoding: encoding.to_owned(),
         reason,
     };
-    match normalized.as_str() {
+    match normalized.as_ref() {
         "utf-8" | "utf8" | "u8" => std::str::from_utf8(bytes)
             .map(Cow::Borrowed)
             .map_err(|e| not_decodable(e.to_string())),
@@ -187,7 +217,7 @@ mod tests {
 
     #[test]
     fn text_decodes_declared_encodings() {
-        let msg = |bytes: &'static [u8], enc: &str| Message {
+        let msg = |bytes: &'static [u8], enc: &'static str| Message {
             byteorder: ByteOrder::Little,
             content_type: TEXT_JSON.into(),
             content_encoding: enc.into(),

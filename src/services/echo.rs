@@ -20,7 +20,7 @@ use crate::transport::datagram::DatagramSocket;
 /// First read buffer of a connection.
 const INITIAL_BUFFER: usize = 4 * 1024;
 /// Largest read buffer of a connection: what one client can hold in memory.
-pub const MAX_BUFFER: usize = 64 * 1024;
+pub const MAX_BUFFER: usize = 256 * 1024;
 /// Largest datagram we receive (UDP's maximum payload is 65,507 bytes).
 pub const MAX_DATAGRAM: usize = 64 * 1024;
 
