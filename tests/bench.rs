@@ -35,16 +35,8 @@ fn persistent_pipelined_run_counts_every_request() {
 
 #[test]
 fn oneshot_run_against_the_guide_style_python_server() {
-    let mut python = std::process::Command::new("python3")
-        .args(["guide_server.py", "127.0.0.1", "0"])
-        .current_dir(common::repo_path("tests/python"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("python3 must be installed");
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(python.stdout.as_mut().unwrap()), &mut line).unwrap();
-    let port = line.trim().rsplit(':').next().unwrap().to_string();
+    let python = common::PythonGuideServer::start();
+    let port = python.port.to_string();
     let (json, output) = bench_json(&[
         "app",
         "127.0.0.1",
@@ -58,7 +50,7 @@ fn oneshot_run_against_the_guide_style_python_server() {
         "--request",
         "binary:hello",
     ]);
-    let _ = python.kill();
+    drop(python);
     assert!(output.status.success(), "{json}");
     assert_eq!(json["requests"], 100);
     assert_eq!(json["errors"]["total"], 0);

@@ -99,22 +99,11 @@ fn guide_client_against_our_server() {
 
 #[test]
 fn our_client_against_guide_server() {
-    let mut server = python()
-        .args(["guide_server.py", "127.0.0.1", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 must be installed (.ci/run installs it)");
-    let mut stdout = std::io::BufReader::new(server.stdout.take().unwrap());
-    let mut read_line = || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
-        line
-    };
-    let addr: std::net::SocketAddr = read_line().trim().parse().expect("the guide server prints its address");
+    let mut server = common::PythonGuideServer::start();
+    let port = server.port.to_string();
     let vectors = vectors();
     for (action, value, request, _, line) in CASES {
-        let args = ["app-client", "127.0.0.1", &addr.port().to_string(), action, value];
+        let args = ["app-client", "127.0.0.1", &port, action, value];
         let output = run_cli(&args);
         assert!(output.status.success(), "{}", common::describe(&args, &output));
         assert_eq!(
@@ -123,7 +112,7 @@ fn our_client_against_guide_server() {
             "{}",
             common::describe(&args, &output)
         );
-        let received = read_line();
+        let received = server.read_line();
         if cfg!(target_endian = "little") {
             assert_eq!(
                 hex(hex_line(&received, "request-hex ")),
@@ -132,6 +121,4 @@ fn our_client_against_guide_server() {
             );
         }
     }
-    let _ = server.kill();
-    let _ = server.wait();
 }

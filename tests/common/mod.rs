@@ -350,3 +350,47 @@ pub fn vector<'a>(vectors: &'a [Vector], name: &str) -> &'a Vector {
         .find(|v| v.name == name)
         .unwrap_or_else(|| panic!("no vector {name}"))
 }
+
+/// The guide-style Python server of `tests/python/guide_server.py`, killed when dropped.
+pub struct PythonGuideServer {
+    child: Child,
+    stdout: BufReader<std::process::ChildStdout>,
+    pub port: u16,
+}
+
+impl PythonGuideServer {
+    /// Starts it on a free loopback port.
+    pub fn start() -> PythonGuideServer {
+        let mut child = Command::new("python3")
+            .args(["guide_server.py", "127.0.0.1", "0"])
+            .current_dir(repo_path("tests/python"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 must be installed (.ci/run installs it)");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut server = PythonGuideServer { child, stdout, port: 0 };
+        let line = server.read_line();
+        let addr: SocketAddr = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("the guide server printed {line:?}"));
+        server.port = addr.port();
+        server
+    }
+
+    /// The next line the server printed (it prints `request-hex ...` per request).
+    pub fn read_line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line
+    }
+}
+
+impl Drop for PythonGuideServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
