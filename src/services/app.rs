@@ -109,7 +109,7 @@ impl Service for AppService {
         if let Err(reason) = flush(&mut framed, idle_timeout).await {
             return reason;
         }
-        close_gracefully(framed.get_mut()).await;
+        close_gracefully(framed.get_mut(), &reason).await;
         reason
     }
 }

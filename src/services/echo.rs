@@ -61,7 +61,7 @@ impl Service for EchoService {
                 buf.resize(buf.len() * 2, 0);
             }
         };
-        close_gracefully(&mut stream).await;
+        close_gracefully(&mut stream, &reason).await;
         reason
     }
 }

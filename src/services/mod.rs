@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::server::CloseReason;
+
 /// How long a closing connection keeps reading (and discarding) what the
 /// client still sends, so that our last response is not destroyed by a reset.
 const LINGER: Duration = Duration::from_secs(1);
@@ -22,7 +24,12 @@ const LINGER_MAX_BYTES: usize = 256 * 1024;
 /// it (this matters after a framing error, when the client is still sending).
 /// So: send FIN, then read and drop input until the client closes too, for at
 /// most [`LINGER`] and [`LINGER_MAX_BYTES`].
-pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) {
+pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, reason: &CloseReason) {
+    // The client closed first: its input is exhausted, so dropping the socket
+    // cannot reset anything, and the FIN goes out with the close.
+    if matches!(reason, CloseReason::PeerClosed) {
+        return;
+    }
     if stream.shutdown().await.is_err() {
         return;
     }

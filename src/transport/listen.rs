@@ -29,9 +29,8 @@ impl Acceptor for TcpListener {
     type Stream = TcpStream;
 
     async fn accept(&mut self) -> io::Result<(TcpStream, PeerAddr)> {
+        // TCP_NODELAY is inherited from the listening socket (see bind_tcp).
         let (stream, addr) = TcpListener::accept(self).await?;
-        // Requests and responses are small and written whole: don't let Nagle delay them.
-        stream.set_nodelay(true)?;
         Ok((stream, PeerAddr::Tcp(canonical(addr))))
     }
 }
@@ -50,6 +49,10 @@ pub async fn bind_tcp(host: &str, port: u16, backlog: u32) -> Result<TcpListener
     let addr = resolve_listen_addr(host, port).await?;
     let bind_error = |source| TransportError::Bind { addr, source };
     let socket = bound_socket(addr, Type::STREAM, Protocol::TCP).map_err(bind_error)?;
+    // Responses are written whole, so Nagle's delay only ever adds latency.
+    // Set on the listener, accepted sockets inherit it: one system call per
+    // server instead of one per connection.
+    socket.set_tcp_nodelay(true).map_err(bind_error)?;
     let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
     socket.listen(backlog).map_err(bind_error)?;
     TcpListener::from_std(socket.into()).map_err(bind_error)
@@ -113,6 +116,18 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("another program is using that port"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn accepted_sockets_inherit_nodelay() {
+        let mut listener = bind_tcp("127.0.0.1", 0, DEFAULT_BACKLOG).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = Acceptor::accept(&mut listener).await.unwrap();
+        assert!(
+            accepted.nodelay().unwrap(),
+            "TCP_NODELAY was not inherited from the listener"
+        );
     }
 
     #[tokio::test]
