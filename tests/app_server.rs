@@ -442,3 +442,22 @@ fn bad_data_files_and_busy_ports_fail_clearly() {
         assert!(stderr.contains(expected), "{}", common::describe(&args, &output));
     }
 }
+
+#[tokio::test]
+async fn idle_connections_hold_almost_no_memory() {
+    let server = start(&["-q"]);
+    let baseline = server.rss_bytes();
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        idle.push(connect(server.addr()).await);
+    }
+    // Every connection is accepted before measuring: one more answers.
+    let mut probe = connect(server.addr()).await;
+    send(&mut probe, &search("ring")).await;
+    read_message(&mut probe, &mut BytesMut::new()).await.unwrap();
+    let per_connection = server.rss_bytes().saturating_sub(baseline) / 2000;
+    assert!(
+        per_connection < 6 * 1024,
+        "{per_connection} bytes of server memory per idle connection"
+    );
+}

@@ -4,10 +4,10 @@
 //! A stream connection reads a chunk and writes it back before reading again,
 //! so at most one buffer per connection is in flight: a client that sends
 //! without reading fills its socket buffers, our write waits, and we stop
-//! reading from it (backpressure), up to the idle timeout. The buffer starts
-//! small, so idle connections stay cheap, and grows while reads fill it, so
-//! bulk transfers use large reads.
+//! reading from it (backpressure), up to the idle timeout. Idle connections
+//! hold no buffer; bulk transfers get large reads.
 
+use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -17,8 +17,10 @@ use crate::python_repr::BytesRepr;
 use crate::server::{CloseReason, Connection, Service};
 use crate::transport::datagram::DatagramSocket;
 
-/// First read buffer of a connection.
-const INITIAL_BUFFER: usize = 4 * 1024;
+/// Size of the in-task array that takes small reads.
+const SMALL_READ: usize = 512;
+/// First heap buffer of a connection once it sends in bulk.
+const INITIAL_BUFFER: usize = 16 * 1024;
 /// Largest read buffer of a connection: what one client can hold in memory.
 pub const MAX_BUFFER: usize = 256 * 1024;
 /// Largest datagram we receive (UDP's maximum payload is 65,507 bytes).
@@ -39,10 +41,18 @@ impl Service for EchoService {
             shutdown,
             idle_timeout,
         } = connection;
-        let mut buf = vec![0u8; INITIAL_BUFFER];
+        // Small reads land in an array inside the task, so an idle or chatty
+        // connection holds no heap buffer. A read that fills the array switches
+        // to a heap buffer that doubles while reads keep filling it (a bulk
+        // transfer), up to MAX_BUFFER, and is released when traffic turns small.
+        let mut small = [0u8; SMALL_READ];
+        let mut bulk = BytesMut::new();
         let reason = loop {
+            let bulk_mode = bulk.capacity() > 0;
             let read = tokio::select! {
-                read = stream.read(&mut buf) => read,
+                read = async {
+                    if bulk_mode { stream.read_buf(&mut bulk).await } else { stream.read(&mut small).await }
+                } => read,
                 () = shutdown.cancelled() => break CloseReason::Shutdown,
                 () = tokio::time::sleep(idle_timeout) => break CloseReason::Idle(idle_timeout),
             };
@@ -51,14 +61,23 @@ impl Service for EchoService {
                 Ok(n) => n,
                 Err(error) => return CloseReason::Io(error),
             };
-            debug!("Echoing {n} bytes to {peer}: {}", BytesRepr(&buf[..n.min(64)]));
-            match tokio::time::timeout(idle_timeout, stream.write_all(&buf[..n])).await {
+            let data = if bulk_mode { &bulk[..] } else { &small[..n] };
+            debug!("Echoing {n} bytes to {peer}: {}", BytesRepr(&data[..n.min(64)]));
+            match tokio::time::timeout(idle_timeout, stream.write_all(data)).await {
                 Err(_) => return CloseReason::WriteStalled(idle_timeout),
                 Ok(Err(error)) => return CloseReason::Io(error),
                 Ok(Ok(())) => {}
             }
-            if n == buf.len() && buf.len() < MAX_BUFFER {
-                buf.resize(buf.len() * 2, 0);
+            if bulk_mode {
+                let capacity = bulk.capacity();
+                bulk.clear();
+                if n == capacity && capacity < MAX_BUFFER {
+                    bulk.reserve(capacity * 2);
+                } else if n < SMALL_READ {
+                    bulk = BytesMut::new();
+                }
+            } else if n == SMALL_READ {
+                bulk.reserve(INITIAL_BUFFER);
             }
         };
         close_gracefully(&mut stream, &reason).await;

@@ -34,7 +34,9 @@ pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S,
         return;
     }
     let drain = async {
-        let mut scratch = [0u8; 4096];
+        // On the heap, not in the future: an array here would make every
+        // connection's task 4 KiB larger for its whole life.
+        let mut scratch = vec![0u8; 4096];
         let mut drained = 0;
         while drained < LINGER_MAX_BYTES {
             match stream.read(&mut scratch).await {

@@ -43,6 +43,8 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `sockets <args>` and waits for the address on its first stdout line.
     pub fn start(args: &[&str]) -> ServerProcess {
+        // Tests open a thousand or more client sockets; the default soft limit may be 1024.
+        let _ = sockets::transport::raise_open_file_limit();
         let mut child = Command::new(binary())
             .args(args)
             .stdin(Stdio::null())
