@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Reproduces the figures in BENCHMARKS.md, all in one run on this machine:
+#   bash bench/run.sh            # 10 s per measurement
+#   DURATION=3 bash bench/run.sh # quicker, noisier
+# Installs what it needs (iperf3, redis, python3), builds the release binary,
+# and prints a Markdown report on stdout. Every server and client here runs on
+# loopback and shares the machine's cores unless a line says it is pinned.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=${DURATION:-10}
+ROOT=$(pwd)
+S="$ROOT/target/release/sockets"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need iperf3 || ! need redis-server || ! need redis-benchmark || ! need python3 || ! need taskset; then
+  echo "installing iperf3, redis, python3 ..." >&2
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 redis-server redis-tools python3 util-linux >&2
+fi
+cargo build --release >&2
+
+# start NAME CMD...: runs a server that prints its address first on stdout; sets PORT.
+start() {
+  local name=$1; shift
+  "$@" > "$WORK/$name.out" 2> "$WORK/$name.err" &
+  PIDS+=($!); LAST_PID=$!
+  for _ in $(seq 100); do
+    if [ -s "$WORK/$name.out" ]; then break; fi
+    sleep 0.05
+  done
+  PORT=$(head -1 "$WORK/$name.out" | sed 's/.*://')
+}
+stop() { kill "$LAST_PID" 2>/dev/null || true; wait "$LAST_PID" 2>/dev/null || true; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+
+echo "# Benchmark run"
+echo
+echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), ${DURATION} s per measurement."
+echo "Client and server share every core unless a line says they are pinned."
+echo
+
+# 1. Persistent connections, 64 x pipeline 16: app-server search vs redis PING.
+echo "## Persistent, 64 connections, pipeline 16"
+echo
+echo "| server | requests/s | vs redis |"
+echo "|---|---|---|"
+rport=$(free_port)
+redis-server --port "$rport" --save '' --appendonly no --daemonize no > "$WORK/redis.log" 2>&1 &
+PIDS+=($!); REDIS_PID=$!
+sleep 0.5
+redis_rps=$(redis-benchmark -p "$rport" -t ping_inline -c 64 -P 16 -n $((DURATION * 1000000)) -q 2>/dev/null | tr '\r' '\n' | grep -E 'requests per second' | tail -1 | sed -E 's/.*: ([0-9.]+) requests per second.*/\1/')
+kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true
+for threads in 1 2; do
+  start app "$S" app-server -q 127.0.0.1 0 --threads "$threads"
+  rps=$("$S" bench app 127.0.0.1 "$PORT" -c 64 -P 16 -d "$DURATION" --json | json 'round(d["requests_per_second"])')
+  stop
+  echo "| sockets app-server --threads $threads (search) | $rps | $(ratio "$rps" "$redis_rps") |"
+done
+echo "| redis-server (redis-benchmark -t ping_inline -c 64 -P 16) | ${redis_rps%.*} | 1.00 |"
+echo
+
+# 2. Oneshot: a new connection per request, 8 workers.
+echo "## Oneshot (a connection per request), 8 workers"
+echo
+echo "| server | requests/s | vs Python guide-style server |"
+echo "|---|---|---|"
+start python python3 "$ROOT/tests/python/guide_server.py" 127.0.0.1 0
+py_rps=$("$S" bench app 127.0.0.1 "$PORT" --mode oneshot -c 8 -d "$DURATION" --json | json 'round(d["requests_per_second"])')
+stop
+for opts in "--threads 1" "--threads 1 --one-shot" "--threads 2 --one-shot"; do
+  # shellcheck disable=SC2086
+  start app "$S" app-server -q 127.0.0.1 0 $opts
+  rps=$("$S" bench app 127.0.0.1 "$PORT" --mode oneshot -c 8 -d "$DURATION" --json | json 'round(d["requests_per_second"])')
+  stop
+  echo "| sockets app-server $opts | $rps | $(ratio "$rps" "$py_rps") |"
+done
+echo "| tests/python/guide_server.py (selectors, one request per connection) | $py_rps | 1.00 |"
+echo
+
+# 3. Latency: one connection, no pipelining, client and server pinned to CPU 0.
+echo "## Latency, 1 connection, no pipelining, client and server pinned to CPU 0"
+echo
+start app taskset -c 0 "$S" app-server -q 127.0.0.1 0 --threads 1
+lat=$(taskset -c 0 "$S" bench app 127.0.0.1 "$PORT" -c 1 -d "$DURATION" --json \
+  | json '"| %d | %.1f | %.1f | %.1f | %.1f |" % (d["requests_per_second"], d["latency_us"]["p50"], d["latency_us"]["p99"], d["latency_us"]["p99.9"], d["latency_us"]["max"])')
+stop
+echo "| requests/s | p50 µs | p99 µs | p99.9 µs | max µs |"
+echo "|---|---|---|---|---|"
+echo "$lat"
+echo
+
+# 4. Memory per idle connection.
+echo "## Memory, 10,000 idle connections"
+echo
+echo "| server | RSS before | RSS with 10,000 idle | per connection |"
+echo "|---|---|---|---|"
+for server in app-server echo-server; do
+  start idle "$S" "$server" -q 127.0.0.1 0 --threads 1 --max-connections 20000
+  before=$(awk '/VmRSS/ {print $2}' "/proc/$LAST_PID/status")
+  mkfifo "$WORK/hold.in"
+  python3 "$ROOT/bench/hold_connections.py" 127.0.0.1 "$PORT" 10000 < "$WORK/hold.in" > "$WORK/hold.out" &
+  HOLD_PID=$!; PIDS+=($HOLD_PID)
+  exec 9> "$WORK/hold.in"
+  for _ in $(seq 240); do grep -q holding "$WORK/hold.out" 2>/dev/null && break; sleep 0.25; done
+  sleep 1
+  after=$(awk '/VmRSS/ {print $2}' "/proc/$LAST_PID/status")
+  exec 9>&-
+  wait "$HOLD_PID" 2>/dev/null || true
+  rm -f "$WORK/hold.in"
+  stop
+  echo "| sockets $server | ${before} KiB | ${after} KiB | $(( (after - before) * 1024 / 10000 )) bytes |"
+done
+echo
+
+# 5. Echo throughput vs iperf3 over loopback.
+echo "## Echo throughput over loopback, 64 KiB blocks"
+echo
+echo "| streams | iperf3 MB/s | sockets echo (--threads 1) MB/s | ratio | sockets echo (--threads 2) MB/s | ratio |"
+echo "|---|---|---|---|---|---|"
+for streams in 1 8; do
+  iport=$(free_port)
+  iperf3 -s -1 -p "$iport" > /dev/null 2>&1 &
+  PIDS+=($!); IPERF_PID=$!
+  sleep 0.5
+  iperf_mbs=$(iperf3 -c 127.0.0.1 -p "$iport" -t "$DURATION" -P "$streams" -J | json 'round(d["end"]["sum_received"]["bits_per_second"] / 8 / 1e6, 1)')
+  wait "$IPERF_PID" 2>/dev/null || true
+  row="| $streams | $iperf_mbs"
+  for threads in 1 2; do
+    start echo "$S" echo-server -q 127.0.0.1 0 --threads "$threads"
+    mbs=$("$S" bench echo 127.0.0.1 "$PORT" -c "$streams" --block-size 65536 -d "$DURATION" --json | json 'round(d["megabytes_per_second"], 1)')
+    stop
+    row="$row | $mbs | $(ratio "$mbs" "$iperf_mbs")"
+  done
+  echo "$row |"
+done
+echo
+echo "Echo MB/s counts bytes that came back (each crossed loopback twice); iperf3 counts bytes received once."
