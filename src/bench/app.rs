@@ -106,9 +106,16 @@ impl Tally {
     }
 
     fn success(&mut self, counters: &Counters, latency: Duration) {
-        record(&mut self.latency, latency);
-        self.completed += 1;
-        counters.completed.fetch_add(1, Ordering::Relaxed);
+        self.successes(counters, &[latency]);
+    }
+
+    /// Records a batch of responses with one update of the shared counters.
+    fn successes(&mut self, counters: &Counters, latencies: &[Duration]) {
+        for latency in latencies {
+            record(&mut self.latency, *latency);
+        }
+        self.completed += latencies.len() as u64;
+        counters.completed.fetch_add(latencies.len() as u64, Ordering::Relaxed);
     }
 
     fn error(&mut self, counters: &Counters, kind: ErrorKind) {
@@ -299,6 +306,7 @@ where
     let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(pipeline);
     let mut out = Vec::with_capacity(pipeline * shared.request.len());
     let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut latencies = Vec::with_capacity(pipeline);
     let mut sending = true;
     loop {
         if sending {
@@ -347,11 +355,14 @@ where
             Ok(Ok(0)) => return Err(ErrorKind::Closed),
             Ok(Ok(n)) => tally.transferred(&shared.counters, n),
         }
+        // Responses that arrived in one read share its timestamp.
+        let now = Instant::now();
+        latencies.clear();
         while !in_flight.is_empty() {
             match take_response(&mut buf, &shared.expected) {
                 Front::Expected => {
                     let sent = in_flight.pop_front().expect("checked non-empty");
-                    tally.success(&shared.counters, sent.elapsed());
+                    latencies.push(now.saturating_duration_since(sent));
                 }
                 Front::Wrong => {
                     in_flight.pop_front();
@@ -361,6 +372,7 @@ where
                 Front::Bad => return Err(ErrorKind::BadFrame),
             }
         }
+        tally.successes(&shared.counters, &latencies);
     }
 }
 

@@ -10,7 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::json::{starts_as_object, to_python_json};
+use crate::protocol::json::{plain_json_string, starts_as_object, to_python_json};
 use crate::protocol::json_str::JsonStr;
 use crate::protocol::{Message, ProtocolError};
 
@@ -183,6 +183,9 @@ struct IncomingRequest<'a> {
 
 /// The pre-encoded content for a table hit, or the text of any other result.
 fn answer_json<'t>(table: &'t SearchTable, text: &str) -> Result<&'t Bytes, String> {
+    if let Some((action, query)) = parse_canonical_request(text) {
+        return answer(table, action, query);
+    }
     if !starts_as_object(text) {
         return Err(match serde_json::from_str::<IgnoredAny>(text) {
             Ok(_) => "Error: request content must be a JSON object.".to_owned(),
@@ -202,11 +205,29 @@ fn answer_json<'t>(table: &'t SearchTable, text: &str) -> Result<&'t Bytes, Stri
     match request.value {
         None => Err("Error: search request has no \"value\".".to_owned()),
         Some(JsonStr::NotStr(got)) => Err(format!("Error: search value must be a string, got {got}.")),
-        Some(JsonStr::Str(query)) => match table.entries.get(query.as_ref()) {
-            Some(entry) => Ok(&entry.response_content),
-            None => Err(format!("No match for '{query}'.")),
-        },
+        Some(JsonStr::Str(query)) => answer(table, &action, &query),
     }
+}
+
+/// The answer to a well-formed request with string action and value.
+fn answer<'t>(table: &'t SearchTable, action: &str, query: &str) -> Result<&'t Bytes, String> {
+    if action != "search" {
+        return Err(format!("Error: invalid action '{action}'."));
+    }
+    match table.entries.get(query) {
+        Some(entry) => Ok(&entry.response_content),
+        None => Err(format!("No match for '{query}'.")),
+    }
+}
+
+/// Reads `{"action": "...", "value": "..."}` exactly as the guide's client
+/// writes it, strings without escapes; `None` for any other form, which
+/// then goes through serde_json with the same result.
+fn parse_canonical_request(text: &str) -> Option<(&str, &str)> {
+    let rest = text.as_bytes().strip_prefix(b"{\"action\": \"")?;
+    let (action, rest) = plain_json_string(rest)?;
+    let (value, rest) = plain_json_string(rest.strip_prefix(b", \"value\": \"")?)?;
+    (rest == b"}").then_some((action, value))
 }
 
 #[cfg(test)]
@@ -279,6 +300,33 @@ mod tests {
         assert!(
             not_json.starts_with("Error: request content is not valid JSON: "),
             "{not_json}"
+        );
+    }
+
+    #[test]
+    fn canonical_requests_are_read_directly() {
+        assert_eq!(
+            parse_canonical_request(r#"{"action": "search", "value": "🐶"}"#),
+            Some(("search", "🐶"))
+        );
+        assert_eq!(
+            parse_canonical_request(r#"{"action": "find", "value": ""}"#),
+            Some(("find", ""))
+        );
+        for other in [
+            r#"{"action":"search","value":"x"}"#,
+            r#"{"action": "search", "value": "a\"b"}"#,
+            r#"{"value": "x", "action": "search"}"#,
+            r#"{"action": "search", "value": "x"} "#,
+        ] {
+            assert_eq!(parse_canonical_request(other), None, "{other}");
+        }
+        // Both paths answer alike.
+        let table = SearchTable::builtin();
+        let compact = json_request(r#"{"action":"search","value":"morpheus"}"#);
+        assert_eq!(
+            respond(&table, &compact),
+            respond(&table, &client_request("search", "morpheus"))
         );
     }
 

@@ -51,6 +51,18 @@ pub fn to_python_json<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Ve
     Ok(out)
 }
 
+/// The text of a JSON string whose opening quote has been consumed, if it
+/// has no escapes or control characters, and what follows its closing quote.
+/// Fast paths for the canonical messages use it; anything else returns `None`
+/// and goes to serde_json.
+pub fn plain_json_string(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let end = bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+    if bytes[end] != b'"' {
+        return None;
+    }
+    Some((std::str::from_utf8(&bytes[..end]).ok()?, &bytes[end + 1..]))
+}
+
 /// Whether JSON text starts as an object. serde accepts a JSON array for a
 /// struct (fields by position); the protocol wants objects, so callers check.
 pub fn starts_as_object(text: &str) -> bool {
