@@ -24,6 +24,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use tracing::{Level, debug, enabled, info, trace};
 
 use super::close_gracefully;
+use super::log_limit::{Admit, LineBudget, REQUEST_LINES_PER_SECOND};
 use crate::handlers::app::{SearchTable, framing_error_response, respond};
 use crate::protocol::{Message, MessageCodec, ProtocolError};
 use crate::python_repr::BytesRepr;
@@ -242,18 +243,33 @@ fn deadline_after(idle: Duration) -> Instant {
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
+/// Per-request info lines, shared by every connection of the process.
+static REQUEST_LINES: LineBudget = LineBudget::new(REQUEST_LINES_PER_SECOND);
+
 fn log_request(request: &Message, peer: &impl fmt::Display) {
-    if request.is_json() {
-        info!(
-            "Received request {} from {peer}",
-            String::from_utf8_lossy(&request.content)
-        );
-    } else {
-        info!(
-            "Received binary request ({} bytes, {}) from {peer}",
-            request.content.len(),
-            request.content_type
-        );
+    if enabled!(Level::INFO) {
+        match REQUEST_LINES.admit() {
+            Admit::Suppress => {}
+            Admit::Write { suppressed_before } => {
+                if suppressed_before > 0 {
+                    info!(
+                        "({suppressed_before} requests not logged: at most {REQUEST_LINES_PER_SECOND} request lines a second)"
+                    );
+                }
+                if request.is_json() {
+                    info!(
+                        "Received request {} from {peer}",
+                        String::from_utf8_lossy(&request.content)
+                    );
+                } else {
+                    info!(
+                        "Received binary request ({} bytes, {}) from {peer}",
+                        request.content.len(),
+                        request.content_type
+                    );
+                }
+            }
+        }
     }
     debug!(
         "Request header from {peer}: byteorder {:?}, content-type {:?}, content-encoding {:?}, content-length {}",

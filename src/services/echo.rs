@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::close_gracefully;
+use super::log_limit::{Admit, LineBudget, REQUEST_LINES_PER_SECOND};
 use crate::python_repr::BytesRepr;
 use crate::server::{CloseReason, Connection, Service};
 use crate::transport::datagram::DatagramSocket;
@@ -85,6 +86,9 @@ impl Service for EchoService {
     }
 }
 
+/// Per-datagram info lines, capped like the application server's request lines.
+static DATAGRAM_LINES: LineBudget = LineBudget::new(REQUEST_LINES_PER_SECOND);
+
 /// Echoes every datagram to its sender until `shutdown` is cancelled.
 /// Datagrams larger than [`MAX_DATAGRAM`] are dropped with a warning rather
 /// than echoed cut short.
@@ -117,7 +121,12 @@ pub async fn serve_datagrams<D: DatagramSocket>(socket: &D, shutdown: Cancellati
             );
             continue;
         }
-        info!("Echoing {} bytes to {peer}", received.len);
+        if let Admit::Write { suppressed_before } = DATAGRAM_LINES.admit() {
+            if suppressed_before > 0 {
+                info!("({suppressed_before} datagrams not logged: at most {REQUEST_LINES_PER_SECOND} lines a second)");
+            }
+            info!("Echoing {} bytes to {peer}", received.len);
+        }
         if let Err(error) = socket.send_to(&buf[..received.len], &received.from).await {
             warn!("Echo to {peer} failed: {error}");
         }

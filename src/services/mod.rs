@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod echo;
+pub mod log_limit;
 
 use std::time::Duration;
 
