@@ -50,21 +50,36 @@ echo
 # 1. Persistent connections, 64 x pipeline 16: app-server search vs redis PING.
 echo "## Persistent, 64 connections, pipeline 16"
 echo
-echo "| server | requests/s | vs redis |"
-echo "|---|---|---|"
+echo "| server | server threads | load-generator threads | requests/s | vs redis |"
+echo "|---|---|---|---|---|"
 rport=$(free_port)
 redis-server --port "$rport" --save '' --appendonly no --daemonize no > "$WORK/redis.log" 2>&1 &
 PIDS+=($!); REDIS_PID=$!
 sleep 0.5
-redis_rps=$(redis-benchmark -p "$rport" -t ping_inline -c 64 -P 16 -n $((DURATION * 1000000)) -q 2>/dev/null | tr '\r' '\n' | grep -E 'requests per second' | tail -1 | sed -E 's/.*: ([0-9.]+) requests per second.*/\1/')
+redis_rps=$(redis-benchmark -p "$rport" -t ping_inline -c 64 -P 16 -n $((DURATION * 1500000)) -q 2>/dev/null | tr '\r' '\n' | grep -E 'requests per second' | tail -1 | sed -E 's/.*: ([0-9.]+) requests per second.*/\1/')
 kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true
 for threads in 1 2; do
-  start app "$S" app-server -q 127.0.0.1 0 --threads "$threads"
-  rps=$("$S" bench app 127.0.0.1 "$PORT" -c 64 -P 16 -d "$DURATION" --json | json 'round(d["requests_per_second"])')
-  stop
-  echo "| sockets app-server --threads $threads (search) | $rps | $(ratio "$rps" "$redis_rps") |"
+  for client_threads in 1 2; do
+    start app "$S" app-server -q 127.0.0.1 0 --threads "$threads"
+    rps=$("$S" bench app 127.0.0.1 "$PORT" -c 64 -P 16 -d "$DURATION" --threads "$client_threads" --json | json 'round(d["requests_per_second"])')
+    stop
+    echo "| sockets app-server (search) | $threads | $client_threads | $rps | $(ratio "$rps" "$redis_rps") |"
+  done
 done
-echo "| redis-server (redis-benchmark -t ping_inline -c 64 -P 16) | ${redis_rps%.*} | 1.00 |"
+echo "| redis-server (redis-benchmark -t ping_inline -c 64 -P 16) | 1 | 1 | ${redis_rps%.*} | 1.00 |"
+echo
+echo "Logging cost: the same load with the default info logs (a line per request, capped at 100 a second) written to a file:"
+echo
+start app "$S" app-server 127.0.0.1 0 --threads 2
+logged=$("$S" bench app 127.0.0.1 "$PORT" -c 64 -P 16 -d "$DURATION" --threads 2 --json | json 'round(d["requests_per_second"])')
+stop
+start app "$S" app-server -q 127.0.0.1 0 --threads 2
+quiet=$("$S" bench app 127.0.0.1 "$PORT" -c 64 -P 16 -d "$DURATION" --threads 2 --json | json 'round(d["requests_per_second"])')
+stop
+echo "| logs | requests/s | ratio |"
+echo "|---|---|---|"
+echo "| -q (warnings only) | $quiet | 1.00 |"
+echo "| info (default) | $logged | $(ratio "$logged" "$quiet") |"
 echo
 
 # 2. Oneshot: a new connection per request, 8 workers.

@@ -461,3 +461,27 @@ async fn idle_connections_hold_almost_no_memory() {
         "{per_connection} bytes of server memory per idle connection"
     );
 }
+
+#[tokio::test]
+async fn running_out_of_file_descriptors_pauses_accepts_without_dying() {
+    // A hard limit of 32 descriptors: the server cannot raise it, so accept
+    // fails with EMFILE once a couple of dozen clients are connected.
+    let script = format!(
+        "ulimit -n 32 && exec {} app-server 127.0.0.1 0 --idle-timeout 30",
+        common::binary()
+    );
+    let server = ServerProcess::start_command("sh", &["-c", &script]);
+    let mut crowd = Vec::new();
+    for _ in 0..40 {
+        crowd.push(connect(server.addr()).await); // the kernel's backlog accepts them all
+    }
+    server.wait_for_log("accept failed: Too many open files");
+    // Still alive, and serving again once descriptors are free.
+    crowd.clear();
+    let mut stream = connect(server.addr()).await;
+    send(&mut stream, &search("ring")).await;
+    let response = read_message(&mut stream, &mut BytesMut::new())
+        .await
+        .expect("served after the shortage");
+    assert_eq!(result_of(&response), "In the caves beneath the Misty Mountains. 💍");
+}

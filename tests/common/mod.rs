@@ -43,9 +43,15 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `sockets <args>` and waits for the address on its first stdout line.
     pub fn start(args: &[&str]) -> ServerProcess {
+        ServerProcess::start_command(binary(), args)
+    }
+
+    /// Starts `program <args>` (a wrapper that execs the server, say) and
+    /// waits for the address on its first stdout line.
+    pub fn start_command(program: &str, args: &[&str]) -> ServerProcess {
         // Tests open a thousand or more client sockets; the default soft limit may be 1024.
         let _ = sockets::transport::raise_open_file_limit();
-        let mut child = Command::new(binary())
+        let mut child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
