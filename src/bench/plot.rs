@@ -56,13 +56,14 @@ pub fn draw(
             .caption("latency by percentile", ("sans-serif", 16))
             .margin(10)
             .x_label_area_size(35)
-            .y_label_area_size(60)
+            .y_label_area_size(85)
             .build_cartesian_2d(0.0..max_x, 0.0..max_y)
             .map_err(|e| fail(e.to_string()))?;
         chart
             .configure_mesh()
             .x_desc("percentile")
             .y_desc("latency (µs)")
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .x_label_formatter(&|x| format!("{}%", 100.0 - 100.0 / 10f64.powf(*x)))
             .draw()
             .map_err(|e| fail(e.to_string()))?;
@@ -78,13 +79,14 @@ pub fn draw(
         .caption(format!("{rate_label} over time"), ("sans-serif", 16))
         .margin(10)
         .x_label_area_size(35)
-        .y_label_area_size(60)
+        .y_label_area_size(85)
         .build_cartesian_2d(0.0..max_x, 0.0..max_y)
         .map_err(|e| fail(e.to_string()))?;
     chart
         .configure_mesh()
         .x_desc("seconds")
         .y_desc(rate_label)
+        .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
         .map_err(|e| fail(e.to_string()))?;
     chart
