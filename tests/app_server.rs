@@ -11,7 +11,7 @@ use sockets::handlers::app::{Answer, client_request};
 use sockets::protocol::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{ServerProcess, connect, encode, read_message, read_to_end, send, step, vector, vectors};
+use common::{ServerProcess, connect, encode, read_message, read_to_end, response_vector, send, step, vectors};
 
 fn result_of(message: &Message) -> String {
     assert!(message.is_json(), "expected a JSON response, got {message:?}");
@@ -35,11 +35,7 @@ async fn every_vector_request_gets_its_exact_response_bytes() {
     let server = start(&[]);
     let vectors = vectors();
     for request in vectors.iter().filter(|v| v.name.ends_with(".request")) {
-        let stem = request
-            .name
-            .trim_end_matches(".request")
-            .replace("-bigendian-client", "");
-        let expected = vector(&vectors, &format!("{stem}.response"));
+        let expected = response_vector(&vectors, request);
         let mut stream = connect(server.addr()).await;
         send(&mut stream, &request.wire).await;
         stream.shutdown().await.unwrap();

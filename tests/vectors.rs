@@ -9,7 +9,7 @@ use sockets::handlers::app::{SearchTable, respond};
 use sockets::protocol::{ByteOrder, Message, MessageCodec};
 use tokio_util::codec::Decoder;
 
-use common::{encode, vector, vectors as load};
+use common::{encode, response_vector, vectors as load};
 
 fn decode_one(wire: &[u8]) -> Message {
     let mut buf = BytesMut::from(wire);
@@ -64,12 +64,7 @@ fn every_request_gets_its_vector_response() {
     let table = SearchTable::builtin();
     let mut checked = 0;
     for request in vectors.iter().filter(|v| v.name.ends_with(".request")) {
-        // The big-endian client's request has the same answer as search-morpheus.
-        let stem = request
-            .name
-            .trim_end_matches(".request")
-            .replace("-bigendian-client", "");
-        let expected = vector(&vectors, &format!("{stem}.response"));
+        let expected = response_vector(&vectors, request);
         let mut response = respond(&table, &decode_one(&request.wire));
         response.byteorder = ByteOrder::Little; // the vectors show responses from a little-endian sender
         assert_eq!(encode(&response), expected.wire, "response to {}", request.name);

@@ -50,49 +50,59 @@ pub fn draw(
             .iter_quantiles(4)
             .map(|v| (nines(v.quantile_iterated_to()), v.value_iterated_to() as f64 / 1000.0))
             .collect();
-        let max_x = points.iter().map(|p| p.0).fold(1.0, f64::max).ceil();
-        let max_y = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
-        let mut chart = ChartBuilder::on(&upper)
-            .caption("latency by percentile", ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(35)
-            .y_label_area_size(85)
-            .build_cartesian_2d(0.0..max_x, 0.0..max_y)
-            .map_err(|e| fail(e.to_string()))?;
-        chart
-            .configure_mesh()
-            .x_desc("percentile")
-            .y_desc("latency (µs)")
-            .y_label_formatter(&|y| format!("{y:.0}"))
-            .x_label_formatter(&|x| format!("{}%", 100.0 - 100.0 / 10f64.powf(*x)))
-            .draw()
-            .map_err(|e| fail(e.to_string()))?;
-        chart
-            .draw_series(LineSeries::new(points, &BLUE))
-            .map_err(|e| fail(e.to_string()))?;
+        let axes = Axes {
+            x: "percentile",
+            y: "latency (µs)",
+            x_label: &|x| format!("{}%", 100.0 - 100.0 / 10f64.powf(*x)),
+        };
+        line_chart(&upper, "latency by percentile", &axes, points, &BLUE).map_err(fail)?;
     }
-
     let series: Vec<(f64, f64)> = timeline.at.iter().copied().zip(rates.iter().copied()).collect();
-    let max_x = timeline.at.last().copied().unwrap_or(1.0).max(0.1);
-    let max_y = rates.iter().copied().fold(1.0, f64::max) * 1.1;
-    let mut chart = ChartBuilder::on(&lower)
-        .caption(format!("{rate_label} over time"), ("sans-serif", 16))
+    let axes = Axes {
+        x: "seconds",
+        y: rate_label,
+        x_label: &|x| format!("{x:.1}"),
+    };
+    line_chart(&lower, &format!("{rate_label} over time"), &axes, series, &RED).map_err(fail)?;
+    root.present().map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
+
+/// Axis titles, and how x values are labelled.
+struct Axes<'a> {
+    x: &'a str,
+    y: &'a str,
+    x_label: &'a dyn Fn(&f64) -> String,
+}
+
+/// One line chart from the origin to the data's extent.
+fn line_chart<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    caption: &str,
+    axes: &Axes<'_>,
+    points: Vec<(f64, f64)>,
+    color: &RGBColor,
+) -> Result<(), String> {
+    let max_x = points.iter().map(|p| p.0).fold(0.1, f64::max);
+    let max_y = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 16))
         .margin(10)
         .x_label_area_size(35)
         .y_label_area_size(85)
         .build_cartesian_2d(0.0..max_x, 0.0..max_y)
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
-        .x_desc("seconds")
-        .y_desc(rate_label)
+        .x_desc(axes.x)
+        .y_desc(axes.y)
+        .x_label_formatter(axes.x_label)
         .y_label_formatter(&|y| format!("{y:.0}"))
         .draw()
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
     chart
-        .draw_series(LineSeries::new(series, &RED))
-        .map_err(|e| fail(e.to_string()))?;
-    root.present().map_err(|e| fail(e.to_string()))?;
+        .draw_series(LineSeries::new(points, color))
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 

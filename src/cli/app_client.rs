@@ -1,6 +1,5 @@
 //! `sockets app-client`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,22 +14,17 @@ use sockets::protocol::DEFAULT_MAX_CONTENT_LEN;
 use sockets::python_repr::BytesRepr;
 use sockets::transport;
 
-use super::target::split_endpoint;
+use super::target::TargetArgs;
 use super::{UsageError, parse_seconds, print_line};
 
 #[derive(Debug, Args)]
 pub struct AppClientArgs {
-    /// Server host name or address (omit with --unix).
-    pub host: Option<String>,
-    /// Server port (omit with --unix).
-    pub port: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// `search`, or anything else for a binary request.
     pub action: Option<String>,
     /// The search query, or the rest of the binary request's content.
     pub value: Option<String>,
-    /// Connect to this Unix socket path instead of HOST PORT.
-    #[arg(long, value_name = "PATH")]
-    pub unix: Option<PathBuf>,
     /// Give up on connecting, and on the response, after this long.
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
     pub timeout: Duration,
@@ -40,8 +34,7 @@ pub struct AppClientArgs {
 }
 
 pub async fn run(args: AppClientArgs) -> Result<ExitCode> {
-    let positionals = [args.host, args.port, args.action, args.value];
-    let (endpoint, rest) = split_endpoint(args.unix, positionals, 2)?;
+    let (endpoint, rest) = args.target.split([args.action, args.value], 2)?;
     let [action, value] =
         <[String; 2]>::try_from(rest).map_err(|_| UsageError("ACTION and VALUE are required".into()))?;
     debug!("Starting connection to {endpoint}");

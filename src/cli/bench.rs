@@ -17,7 +17,7 @@ use sockets::bench::{self, Counters, Limit, Timeline, plot};
 use sockets::handlers::app::{CLIENT_BINARY_TYPE, client_request};
 use sockets::protocol::Message;
 
-use super::target::split_endpoint;
+use super::target::TargetArgs;
 use super::{parse_seconds, print_line};
 
 #[derive(Debug, Args)]
@@ -46,13 +46,8 @@ impl BenchTarget {
 /// Flags both benchmarks share.
 #[derive(Debug, Args)]
 pub struct BenchCommon {
-    /// Server host name or address (omit with --unix).
-    pub host: Option<String>,
-    /// Server port (omit with --unix).
-    pub port: Option<String>,
-    /// Connect to this Unix socket path instead of HOST PORT.
-    #[arg(long, value_name = "PATH")]
-    pub unix: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Connections (persistent and echo) or concurrent workers (oneshot).
     #[arg(short, long, value_name = "C", default_value_t = 8)]
     pub connections: usize,
@@ -135,7 +130,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
 
 async fn run_app(args: BenchAppArgs) -> Result<Report> {
     let common = &args.common;
-    let (endpoint, _) = split_endpoint(common.unix.clone(), [common.host.clone(), common.port.clone()], 0)?;
+    let (endpoint, _) = common.target.split([], 0)?;
     let mode = match args.mode {
         ModeArg::Oneshot => Mode::Oneshot,
         ModeArg::Persistent => Mode::Persistent,
@@ -200,7 +195,7 @@ async fn run_app(args: BenchAppArgs) -> Result<Report> {
 
 async fn run_echo(args: BenchEchoArgs) -> Result<Report> {
     let common = &args.common;
-    let (endpoint, _) = split_endpoint(common.unix.clone(), [common.host.clone(), common.port.clone()], 0)?;
+    let (endpoint, _) = common.target.split([], 0)?;
     let config = EchoBench {
         endpoint: endpoint.clone(),
         connections: common.connections,

@@ -1,6 +1,5 @@
 //! `sockets connect`: an interactive client, like netcat.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -14,17 +13,12 @@ use sockets::transport::unix::BoundUnixDatagram;
 use sockets::transport::{Endpoint, connect_stream};
 
 use super::parse_seconds;
-use super::target::split_endpoint;
+use super::target::TargetArgs;
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// Server host name or address (omit with --unix).
-    pub host: Option<String>,
-    /// Server port (omit with --unix).
-    pub port: Option<String>,
-    /// Connect to this Unix socket path instead of HOST PORT.
-    #[arg(long, value_name = "PATH")]
-    pub unix: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// Datagrams instead of a stream: each chunk of input is sent as one
     /// datagram (UDP, or Unix datagram with --unix).
     #[arg(long, visible_alias = "datagram")]
@@ -38,7 +32,7 @@ pub struct ConnectArgs {
 }
 
 pub async fn run(args: ConnectArgs) -> Result<ExitCode> {
-    let (endpoint, _) = split_endpoint(args.unix.clone(), [args.host.clone(), args.port.clone()], 0)?;
+    let (endpoint, _) = args.target.split([], 0)?;
     let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());
     let (sent, received) = if args.udp {
         match &endpoint {

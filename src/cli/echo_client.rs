@@ -13,7 +13,7 @@ use sockets::transport::connect::connect_udp;
 use sockets::transport::unix::BoundUnixDatagram;
 use sockets::transport::{Endpoint, connect_stream};
 
-use super::target::split_endpoint;
+use super::target::TargetArgs;
 use super::{parse_seconds, print_line};
 
 /// Payloads up to this size are printed as the guide prints them; larger ones are summarized.
@@ -21,15 +21,10 @@ const PRINT_LIMIT: usize = 4096;
 
 #[derive(Debug, Args)]
 pub struct EchoClientArgs {
-    /// Server host name or address (omit with --unix).
-    pub host: Option<String>,
-    /// Server port (omit with --unix).
-    pub port: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// What to send [default: "Hello, world"].
     pub message: Option<String>,
-    /// Connect to this Unix socket path instead of HOST PORT.
-    #[arg(long, value_name = "PATH")]
-    pub unix: Option<PathBuf>,
     /// Send one datagram (UDP, or Unix datagram with --unix) instead of a stream.
     #[arg(long, visible_alias = "datagram")]
     pub udp: bool,
@@ -48,11 +43,7 @@ pub struct EchoClientArgs {
 }
 
 pub async fn run(args: EchoClientArgs) -> Result<ExitCode> {
-    let (endpoint, rest) = split_endpoint(
-        args.unix.clone(),
-        [args.host.clone(), args.port.clone(), args.message.clone()],
-        1,
-    )?;
+    let (endpoint, rest) = args.target.split([args.message.clone()], 1)?;
     let payload = match (&args.input, rest.first()) {
         (Some(path), _) if path.as_os_str() == "-" => {
             let mut bytes = Vec::new();

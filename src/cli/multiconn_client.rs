@@ -1,6 +1,5 @@
 //! `sockets multiconn-client`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,20 +9,15 @@ use clap::Args;
 
 use sockets::client::multiconn::{self, GUIDE_MESSAGES};
 
-use super::target::split_endpoint;
+use super::target::TargetArgs;
 use super::{UsageError, parse_seconds, print_line};
 
 #[derive(Debug, Args)]
 pub struct MulticonnClientArgs {
-    /// Server host name or address (omit with --unix).
-    pub host: Option<String>,
-    /// Server port (omit with --unix).
-    pub port: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
     /// How many connections to open at once.
     pub num_connections: Option<String>,
-    /// Connect to this Unix socket path instead of HOST PORT.
-    #[arg(long, value_name = "PATH")]
-    pub unix: Option<PathBuf>,
     /// A message each connection sends (repeat for several) [default: the guide's two].
     #[arg(long, value_name = "TEXT")]
     pub message: Vec<String>,
@@ -36,11 +30,7 @@ pub struct MulticonnClientArgs {
 }
 
 pub async fn run(args: MulticonnClientArgs) -> Result<ExitCode> {
-    let (endpoint, rest) = split_endpoint(
-        args.unix.clone(),
-        [args.host.clone(), args.port.clone(), args.num_connections.clone()],
-        1,
-    )?;
+    let (endpoint, rest) = args.target.split([args.num_connections.clone()], 1)?;
     let count_text = rest
         .first()
         .ok_or_else(|| UsageError("NUM_CONNECTIONS is required".into()))?;

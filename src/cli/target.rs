@@ -5,9 +5,34 @@
 
 use std::path::PathBuf;
 
+use clap::Args;
 use sockets::transport::Endpoint;
 
 use super::UsageError;
+
+/// Where a client connects: HOST PORT, or a Unix socket.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Server host name or address (omit with --unix).
+    pub host: Option<String>,
+    /// Server port (omit with --unix).
+    pub port: Option<String>,
+    /// Connect to this Unix socket path instead of HOST PORT.
+    #[arg(long, value_name = "PATH")]
+    pub unix: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    /// The endpoint, and the positionals after HOST PORT (at most `max_rest`).
+    pub fn split(
+        &self,
+        rest: impl IntoIterator<Item = Option<String>>,
+        max_rest: usize,
+    ) -> Result<(Endpoint, Vec<String>), UsageError> {
+        let positionals = [self.host.clone(), self.port.clone()].into_iter().chain(rest);
+        split_endpoint(self.unix.clone(), positionals, max_rest)
+    }
+}
 
 /// Takes `HOST PORT` off the front of `positionals` unless `unix` is given,
 /// and returns the endpoint and what is left, which must be at most `max_rest`.

@@ -351,6 +351,16 @@ pub fn vectors() -> Vec<Vector> {
     vectors
 }
 
+/// The response vector that answers the request vector `request`. The
+/// big-endian client's request has the same answer as search-morpheus.
+pub fn response_vector<'a>(vectors: &'a [Vector], request: &Vector) -> &'a Vector {
+    let stem = request
+        .name
+        .trim_end_matches(".request")
+        .replace("-bigendian-client", "");
+    vector(vectors, &format!("{stem}.response"))
+}
+
 /// The vector named `name`.
 pub fn vector<'a>(vectors: &'a [Vector], name: &str) -> &'a Vector {
     vectors
