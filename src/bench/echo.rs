@@ -103,8 +103,8 @@ fn matches_pattern(pattern: &[u8], offset: u64, data: &[u8]) -> bool {
 /// Returns the bytes echoed correctly, and the error that ended the connection early, if any.
 async fn one_connection(
     config: &EchoBench,
-    pattern: &[u8],
-    budget: &Budget,
+    pattern: &Arc<[u8]>,
+    budget: &Arc<Budget>,
     counters: &Counters,
 ) -> (u64, Option<ErrorKind>) {
     let stream = match connect_stream(&config.endpoint, config.timeout).await {
@@ -113,18 +113,22 @@ async fn one_connection(
     };
     let (mut reader, mut writer) = tokio::io::split(stream);
     let timeout = config.timeout;
-    let send = async {
+    // The sender is a task of its own, so that with --threads 2 writing and
+    // reading (each a copy through the kernel) run on different cores.
+    let (send_pattern, send_budget) = (Arc::clone(pattern), Arc::clone(budget));
+    let send = tokio::spawn(async move {
         let mut sent = 0u64;
-        while budget.take() {
-            match tokio::time::timeout(timeout, writer.write_all(pattern)).await {
+        while send_budget.take() {
+            match tokio::time::timeout(timeout, writer.write_all(&send_pattern)).await {
                 Err(_) => return Err(ErrorKind::Timeout),
                 Ok(Err(error)) => return Err(ErrorKind::of(&error)),
-                Ok(Ok(())) => sent += pattern.len() as u64,
+                Ok(Ok(())) => sent += send_pattern.len() as u64,
             }
         }
         writer.shutdown().await.map_err(|e| ErrorKind::of(&e))?;
         Ok(sent)
-    };
+    });
+    let send = async { send.await.unwrap_or(Err(ErrorKind::Other)) };
     let receive = async {
         let mut buf = vec![0u8; 256 * 1024];
         let mut received = 0u64;
