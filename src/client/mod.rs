@@ -16,9 +16,6 @@ use tokio_util::codec::Framed;
 use crate::display_duration;
 use crate::protocol::{Message, MessageCodec, ProtocolError};
 
-/// Default time allowed for connecting and for the whole exchange.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Why a request got no usable response.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {

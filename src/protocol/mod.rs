@@ -204,13 +204,6 @@ pub enum ProtocolError {
     Io(#[from] std::io::Error),
 }
 
-impl ProtocolError {
-    /// Whether this is a transport failure rather than bad bytes from the peer.
-    pub fn is_io(&self) -> bool {
-        matches!(self, ProtocolError::Io(_))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
