@@ -159,3 +159,15 @@ fn text_report_names_every_figure() {
         assert!(text.contains(field), "missing {field:?} in\n{text}");
     }
 }
+
+#[test]
+fn bench_runs_over_unix_sockets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sock");
+    let path_arg = path.to_str().unwrap();
+    let _server = ServerProcess::start(&["app-server", "--unix", path_arg, "-q"]);
+    let (json, output) = bench_json(&["app", "--unix", path_arg, "-c", "3", "-P", "4", "-n", "300"]);
+    assert!(output.status.success(), "{json}");
+    assert_eq!(json["requests"], 300);
+    assert_eq!(json["target"], format!("unix:{path_arg}"));
+}

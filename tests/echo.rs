@@ -410,3 +410,14 @@ fn resolve_shows_what_getaddrinfo_returns() {
         "--reverse needs an IP address",
     );
 }
+
+#[test]
+fn connect_over_a_unix_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("echo.sock");
+    let path_arg = path.to_str().unwrap();
+    let _server = echo_server(&["--unix", path_arg]);
+    let output = run_cli_with_input(&["connect", "--unix", path_arg], Some(b"through a unix socket\n"));
+    assert!(output.status.success(), "{}", describe(&["connect", "--unix"], &output));
+    assert_eq!(output.stdout, b"through a unix socket\n");
+}
