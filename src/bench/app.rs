@@ -195,15 +195,10 @@ async fn probe(config: &AppBench, request: &[u8]) -> Result<(Bytes, Message), Be
             .map_err(|e| e.to_string())?;
         stream.write_all(request).await.map_err(|e| e.to_string())?;
         let mut buf = BytesMut::new();
-        let mut codec = MessageCodec::new().with_max_content_len(usize::MAX);
         loop {
-            let mut attempt = buf.clone();
-            match codec.decode(&mut attempt) {
-                Ok(Some(message)) => {
-                    let raw = buf.split_to(buf.len() - attempt.len()).freeze();
-                    return Ok((raw, message));
-                }
-                Ok(None) => codec = MessageCodec::new().with_max_content_len(usize::MAX),
+            match take_message(&mut buf) {
+                Ok(Some(taken)) => return Ok(taken),
+                Ok(None) => {}
                 Err(error) => return Err(format!("malformed response: {error}")),
             }
             if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
@@ -242,19 +237,28 @@ fn take_response(buf: &mut BytesMut, expected: &[u8]) -> Front {
         buf.advance(n);
         return Front::Expected;
     }
-    // Rare: decode a copy to see what arrived instead.
-    let mut attempt = buf.clone();
-    match MessageCodec::new()
-        .with_max_content_len(usize::MAX)
-        .decode(&mut attempt)
-    {
-        Ok(Some(_)) => {
-            buf.advance(buf.len() - attempt.len());
-            Front::Wrong
-        }
+    // Rare: decode to see what arrived instead.
+    match take_message(buf) {
+        Ok(Some(_)) => Front::Wrong,
         Ok(None) => Front::Incomplete,
         Err(_) => Front::Bad,
     }
+}
+
+/// Takes one whole message, and its exact bytes, off the front of `buf`;
+/// leaves `buf` as it was when the message is incomplete or malformed. The
+/// decoder consumes a header before its content arrives, so it works on a
+/// copy; this runs once per run (the probe) and once per wrong response.
+fn take_message(buf: &mut BytesMut) -> Result<Option<(Bytes, Message)>, crate::protocol::ProtocolError> {
+    let mut attempt = buf.clone();
+    let Some(message) = MessageCodec::new()
+        .with_max_content_len(usize::MAX)
+        .decode(&mut attempt)?
+    else {
+        return Ok(None);
+    };
+    let raw = buf.split_to(buf.len() - attempt.len()).freeze();
+    Ok(Some((raw, message)))
 }
 
 fn transport_error_kind(error: &TransportError) -> ErrorKind {

@@ -8,9 +8,9 @@ use clap::Args;
 use tracing::info;
 
 use sockets::services::echo::{EchoService, serve_datagrams};
+use sockets::transport;
 use sockets::transport::listen::bind_udp;
 use sockets::transport::unix::BoundUnixDatagram;
-use sockets::transport::{self};
 
 use super::server_args::{ServerArgs, announce};
 
