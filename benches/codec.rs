@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sockets::handlers::app::{SearchTable, respond};
+use sockets::app::{SearchTable, respond};
 use sockets::protocol::{Message, MessageCodec};
 use tokio_util::codec::{Decoder, Encoder};
 

@@ -1,27 +1,46 @@
 //! `sockets`: the client/server socket system of the classic socket-programming
 //! guides, as production software.
 //!
-//! Map of the crate, from the wire up (dependencies point downwards only):
+//! How a connection flows through the crate, from the socket to the answer:
+//!
+//! ```text
+//! transport   listen: TCP | Unix (a stale socket file replaced, a live one refused)
+//!    ↓
+//! server      accept loop: accept, count against --max-connections, spawn
+//!    ↓          (nothing a client does can stall it)
+//! server      connection driver: buffers, idle and request deadlines,
+//!    ↓          backpressure, the server-wide input budget, shutdown
+//! app         request → response + outcome (no I/O)
+//! ```
+//!
+//! The modules, from the wire up (dependencies point downwards only):
 //!
 //! - [`protocol`]: the application tier's message format and its codec. No I/O.
-//! - [`handlers`]: request in, response out (the search table, binary replies). No I/O.
-//! - [`transport`]: addresses, listening and connecting sockets.
-//! - [`services`]: per-connection loops, generic over `AsyncRead + AsyncWrite`.
-//! - [`server`]: the accept loop shared by all servers: limits, shutdown.
+//! - [`app`]: the guide's application: [`app::Request`], the search table,
+//!   [`app::respond`], the `Error: ...` texts; [`app::serve`] runs it on a
+//!   connection. Clients, bench and tests take the schema from here.
+//! - [`echo`]: the echo tier, on streams and datagrams (with echo-loop protection).
+//! - [`transport`]: addresses, listening and connecting sockets, name resolution.
+//! - [`server`]: what every server shares: the accept loop, the connection
+//!   driver, the input budget, log-line caps.
 //! - [`client`]: the clients: app request/response, echo, multi-connection, relay.
 //! - [`bench`]: the load generator: app and echo load, reports, plots.
+//! - [`escape`]: peer-supplied text made safe for logs and terminals.
+//! - [`deadline`]: optional time limits (every timeout allows "no limit").
 //! - [`python_repr`]: Python's `repr(bytes)`, which the guide's programs print.
 //!
 //! The command-line interface lives in the binary (`src/cli`), which is the
-//! only place that knows about clap or exit codes.
+//! only place that knows about clap, signals or exit codes.
 
+pub mod app;
 pub mod bench;
 pub mod client;
-pub mod handlers;
+pub mod deadline;
+pub mod echo;
+pub mod escape;
 pub mod protocol;
 pub mod python_repr;
 pub mod server;
-pub mod services;
 pub mod transport;
 
 use std::time::Duration;

@@ -9,17 +9,17 @@ use clap::Parser;
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::logging::init(args.verbose, args.quiet);
+    let path = args.command.path();
     match cli::run(args) {
         Ok(code) => code,
         Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {error:#}");
-            if error.downcast_ref::<cli::UsageError>().is_some() {
-                ExitCode::from(2)
-            } else {
+        Err(error) => match error.downcast_ref::<cli::UsageError>() {
+            Some(usage) => cli::exit_with_usage_error(&path, usage),
+            None => {
+                eprintln!("error: {error:#}");
                 ExitCode::FAILURE
             }
-        }
+        },
     }
 }
 

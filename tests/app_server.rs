@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use sockets::handlers::app::{Answer, client_request};
+use sockets::app::{Answer, client_request};
 use sockets::protocol::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -217,31 +217,45 @@ async fn idle_connections_are_closed() {
     let server = start(&["--idle-timeout", "0.3"]);
     let started = Instant::now();
     let mut silent = connect(server.addr()).await;
+    assert!(read_to_end(&mut silent).await.is_empty());
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(250),
+        "closed after {elapsed:?}, before the idle timeout"
+    );
+    server.wait_for_log("(idle for 300ms)");
+}
+
+/// Issue 7, item 6: a slowloris that sends a byte every 100 ms is closed at
+/// the request timeout, with an `Error:` naming the limit, while the idle
+/// timeout (between requests) is much longer.
+#[tokio::test]
+async fn issue_7_a_request_trickled_past_the_request_timeout_is_refused() {
+    let server = start(&["--idle-timeout", "60", "--request-timeout", "0.5"]);
     let mut trickler = connect(server.addr()).await;
     let wire = search("ring");
-    // A request that never completes does not count as activity.
+    let started = Instant::now();
     let trickle = async {
-        for byte in &wire[..10] {
+        for byte in &wire[..wire.len() - 1] {
             if trickler.write_all(&[*byte]).await.is_err() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     };
-    let silent_end = async { read_to_end(&mut silent).await };
-    let (_, leftover) = step("idle close", async { tokio::join!(trickle, silent_end) }).await;
-    assert!(leftover.is_empty());
-    let elapsed = started.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(250),
-        "closed after {elapsed:?}, before the idle timeout"
-    );
-    assert_eq!(
-        read_to_end(&mut trickler).await,
-        b"",
-        "the trickling client is closed too"
-    );
-    server.wait_for_log("(idle for 300ms)");
+    tokio::time::timeout(Duration::from_millis(1500), trickle).await.ok();
+    let response = read_message(&mut trickler, &mut BytesMut::new())
+        .await
+        .expect("an error response before the close");
+    assert_eq!(result_of(&response), "Error: request not completed within 500ms.");
+    assert!(started.elapsed() >= Duration::from_millis(450), "closed too early");
+    server.wait_for_log("(request not completed within 500ms)");
+    // A request that arrives whole, however late, is unaffected.
+    let mut patient = connect(server.addr()).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    send(&mut patient, &wire).await;
+    let response = read_message(&mut patient, &mut BytesMut::new()).await.unwrap();
+    assert_eq!(result_of(&response), "In the caves beneath the Misty Mountains. 💍");
 }
 
 #[tokio::test]

@@ -87,8 +87,8 @@ fn wrong_answers_are_counted_and_fail_the_run() {
         let answers = ["Follow the white rabbit. 🐰", "Follow the black rabbit."];
         for (i, stream) in listener.incoming().take(2).enumerate() {
             let mut stream = stream.unwrap();
-            let response = common::encode(&sockets::handlers::app::result_message(answers[i]));
-            let request_len = common::encode(&sockets::handlers::app::client_request("search", "morpheus")).len();
+            let response = common::encode(&sockets::app::result_message(answers[i]));
+            let request_len = common::encode(&sockets::app::client_request("search", "morpheus")).len();
             let mut buf = vec![0u8; request_len];
             while stream.read_exact(&mut buf).is_ok() {
                 if stream.write_all(&response).is_err() {

@@ -98,16 +98,20 @@ fn refused_and_usage_errors_are_clear() {
         1,
         &format!("127.0.0.1:{closed}: Connection refused"),
     );
-    run_fails(&["echo-client", "127.0.0.1"], 2, "PORT is required after HOST");
+    run_fails(
+        &["echo-client", "127.0.0.1"],
+        2,
+        "required arguments were not provided: <PORT>",
+    );
     run_fails(
         &["echo-client", "127.0.0.1", "http"],
         2,
-        "PORT must be a number from 0 to 65535, got \"http\"",
+        "invalid value 'http' for '<PORT>': 'http' is not a port number (0 to 65535)",
     );
     run_fails(
         &["multiconn-client", "127.0.0.1", "1", "0"],
         2,
-        "NUM_CONNECTIONS must be a positive whole number",
+        "invalid value '0' for '<NUM_CONNECTIONS>': not a whole number from 1 to 100000",
     );
     run_fails(
         &["echo-client", "nosuch.invalid", "1"],

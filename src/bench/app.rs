@@ -2,17 +2,26 @@
 //! the guide's way) or persistent connections with pipelining, optionally at
 //! a constant rate.
 //!
-//! Every response is checked. The server's answer to the request is learnt
-//! once, from a probe before the run, and every response must then equal it
-//! byte for byte: a comparison of a few dozen bytes instead of a JSON parse
-//! keeps the load generator cheap, which matters when it shares the machine
-//! with the server. Only a response that differs is decoded, to tell a wrong
-//! answer from a broken frame.
+//! Every response is checked against the answer the protocol requires
+//! ([`crate::app::respond`] on the table the server is meant to have), never
+//! against what the server happens to say: a server that answers wrongly
+//! fails the run. The expected response is encoded up front (for either
+//! byte order, which the server picks), so a correct response costs a
+//! comparison of a few dozen bytes, not a JSON parse; only a response that
+//! differs is decoded, to tell an equivalent encoding from a wrong answer
+//! from a broken frame.
 //!
-//! With `--rate`, requests are scheduled at fixed intervals and latency is
-//! measured from when a request *should* have been sent, not when it was:
-//! a server that stalls is charged for every request the stall delayed
-//! (the coordinated-omission correction of wrk2).
+//! With `--rate`, requests are scheduled at fixed intervals. A request the
+//! server delayed (its connection was busy with earlier requests when it
+//! was due) is charged from when it was due, the coordinated-omission
+//! correction of wrk2; a request sent late only because our own timer woke
+//! late is charged from when it was sent, so an idle server is not blamed
+//! for the load generator's timer. Both the corrected and the uncorrected
+//! latencies are reported.
+//!
+//! Time and memory are bounded whatever the server does: responses are
+//! decoded with a content limit, every wait has the timeout, and the run
+//! stops at its duration plus one timeout even if the server trickles bytes.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,9 +33,14 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::sync::CancellationToken;
 
 use super::{Budget, Counters, ErrorCounts, ErrorKind, Limit, new_histogram, record};
-use crate::protocol::{Message, MessageCodec};
+use crate::app::Reply;
+use crate::deadline::{within, within_io};
+use crate::escape::Escaped;
+use crate::protocol::{ByteOrder, Message, MessageCodec, ProtocolError};
+use crate::python_repr::BytesRepr;
 use crate::transport::{Endpoint, TransportError, connect_stream};
 
 /// How requests reach the server.
@@ -52,23 +66,34 @@ pub struct AppBench {
     /// Total requests per second across all connections; `None` = as fast as possible.
     pub rate: Option<f64>,
     pub request: Message,
-    /// Limit for connecting and for each wait for a response.
-    pub timeout: Duration,
+    /// The response the protocol requires for `request`.
+    pub expected: Message,
+    /// Limit for connecting and for each wait on the server; `None`: no limit.
+    pub timeout: Option<Duration>,
+    /// Largest response content accepted.
+    pub max_content_len: usize,
 }
 
 /// What a run measured.
 #[derive(Debug)]
 pub struct AppOutcome {
-    /// Latency of each correct response, in nanoseconds.
+    /// Latency of each correct response, in nanoseconds; with a rate,
+    /// corrected for coordinated omission.
     pub latency: Histogram<u64>,
+    /// With a rate: latency from when each request was actually sent.
+    pub latency_uncorrected: Option<Histogram<u64>>,
     pub errors: ErrorCounts,
     /// Correct responses.
     pub completed: u64,
+    /// Requests sent whose response never came because their connection failed.
+    pub unanswered: u64,
     /// Bytes sent and received.
     pub bytes: u64,
     pub elapsed: Duration,
-    /// The response every request was checked against.
-    pub expected: Message,
+    /// The first wrong answer, described, if there was one.
+    pub first_wrong: Option<String>,
+    /// Ended early by the caller (Ctrl-C).
+    pub interrupted: bool,
 }
 
 /// Why a run could not start.
@@ -76,46 +101,99 @@ pub struct AppOutcome {
 pub enum BenchError {
     #[error("the probe request to {endpoint} failed: {reason}")]
     Probe { endpoint: Endpoint, reason: String },
+    #[error(
+        "{endpoint} answered one request and closed the connection: it serves one request per connection \
+         (as the guide's server does); use --mode oneshot"
+    )]
+    OneRequestPerConnection { endpoint: Endpoint },
+}
+
+/// The expected response, encoded for either byte order.
+#[derive(Debug)]
+struct Expected {
+    wires: [Bytes; 2],
+    message: Message,
+    reply: Option<Reply>,
+}
+
+impl Expected {
+    fn new(message: Message) -> Expected {
+        let encode = |byteorder| {
+            let mut wire = BytesMut::new();
+            let message = Message {
+                byteorder,
+                ..message.clone()
+            };
+            MessageCodec::new()
+                .encode(&message, &mut wire)
+                .expect("the expected response encodes");
+            wire.freeze()
+        };
+        Expected {
+            wires: [encode(ByteOrder::Little), encode(ByteOrder::Big)],
+            reply: Reply::from_message(&message).ok(),
+            message,
+        }
+    }
+
+    /// Whether `got` gives the same answer, however it is encoded.
+    fn same_answer(&self, got: &Message) -> bool {
+        got.content_type == self.message.content_type
+            && match (&self.reply, Reply::from_message(got)) {
+                (Some(Reply::Result(want)), Ok(Reply::Result(have))) => *want == have,
+                _ => got.content == self.message.content,
+            }
+    }
 }
 
 /// What each worker shares.
 struct Shared {
     config: AppBench,
     request: Bytes,
-    expected: Bytes,
+    expected: Expected,
     budget: Budget,
     counters: Arc<Counters>,
+    /// Cancelled by the caller (Ctrl-C) or at the hard deadline.
+    halt: CancellationToken,
+    /// Cancelled by the caller only.
+    stop: CancellationToken,
 }
 
 /// One worker's tallies, merged at the end.
 struct Tally {
     latency: Histogram<u64>,
+    uncorrected: Option<Histogram<u64>>,
     errors: ErrorCounts,
     completed: u64,
+    unanswered: u64,
     bytes: u64,
+    first_wrong: Option<String>,
 }
 
 impl Tally {
-    fn new() -> Tally {
+    fn new(rate: bool) -> Tally {
         Tally {
             latency: new_histogram(),
+            uncorrected: rate.then(new_histogram),
             errors: ErrorCounts::default(),
             completed: 0,
+            unanswered: 0,
             bytes: 0,
+            first_wrong: None,
         }
     }
 
-    fn success(&mut self, counters: &Counters, latency: Duration) {
-        self.successes(counters, &[latency]);
-    }
-
-    /// Records a batch of responses with one update of the shared counters.
-    fn successes(&mut self, counters: &Counters, latencies: &[Duration]) {
-        for latency in latencies {
-            record(&mut self.latency, *latency);
+    /// Records a batch of responses that arrived at `now` with one update of
+    /// the shared counters.
+    fn successes(&mut self, counters: &Counters, now: Instant, sent: &[InFlight]) {
+        for request in sent {
+            record(&mut self.latency, now.saturating_duration_since(request.charged_from));
+            if let Some(uncorrected) = &mut self.uncorrected {
+                record(uncorrected, now.saturating_duration_since(request.sent_at));
+            }
         }
-        self.completed += latencies.len() as u64;
-        counters.completed.fetch_add(latencies.len() as u64, Ordering::Relaxed);
+        self.completed += sent.len() as u64;
+        counters.completed.fetch_add(sent.len() as u64, Ordering::Relaxed);
     }
 
     fn error(&mut self, counters: &Counters, kind: ErrorKind) {
@@ -123,35 +201,81 @@ impl Tally {
         counters.errors.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn wrong(&mut self, counters: &Counters, expected: &Expected, got: &Message) {
+        self.error(counters, ErrorKind::WrongAnswer);
+        if self.first_wrong.is_none() {
+            self.first_wrong = Some(format!(
+                "expected {}, got {}",
+                describe(&expected.message),
+                describe(got)
+            ));
+        }
+    }
+
     fn transferred(&mut self, counters: &Counters, bytes: usize) {
         self.bytes += bytes as u64;
         counters.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
+
+    fn merge(&mut self, other: Tally) {
+        self.latency.add(&other.latency).expect("histograms share bounds");
+        if let (Some(mine), Some(theirs)) = (&mut self.uncorrected, &other.uncorrected) {
+            mine.add(theirs).expect("histograms share bounds");
+        }
+        self.errors.merge(&other.errors);
+        self.completed += other.completed;
+        self.unanswered += other.unanswered;
+        self.bytes += other.bytes;
+        self.first_wrong = self.first_wrong.take().or(other.first_wrong);
+    }
 }
 
-/// Runs the load described by `config`, bumping `counters` as it goes.
+/// A message described for a person: its `result`, or its bytes, escaped and cut.
+fn describe(message: &Message) -> String {
+    match Reply::from_message(message) {
+        Ok(Reply::Result(result)) => format!("result {:?}", Escaped::str(&result).to_string()),
+        _ => format!(
+            "{} {}",
+            Escaped::str(&message.content_type),
+            BytesRepr(&message.content[..message.content.len().min(64)])
+        ),
+    }
+}
+
+/// Runs the load described by `config`, bumping `counters` as it goes,
+/// until the limit is reached or `stop` is cancelled.
 ///
 /// # Errors
-/// [`BenchError::Probe`] when the server cannot answer the probe request.
-pub async fn run(config: AppBench, counters: Arc<Counters>) -> Result<AppOutcome, BenchError> {
+/// [`BenchError::Probe`] when the server cannot be reached at all;
+/// [`BenchError::OneRequestPerConnection`] for persistent load on a server
+/// that closes after each response.
+pub async fn run(config: AppBench, counters: Arc<Counters>, stop: CancellationToken) -> Result<AppOutcome, BenchError> {
     let mut request = BytesMut::new();
     MessageCodec::new()
         .encode(&config.request, &mut request)
         .expect("the request encodes");
     let request = request.freeze();
-    let (expected, expected_message) = probe(&config, &request).await?;
+    probe(&config, &request).await?;
     let started = Instant::now();
     let workers = config.connections.max(1);
-    let interval = config
-        .rate
-        .filter(|r| *r > 0.0)
-        .map(|rate| Duration::from_secs_f64(workers as f64 / rate));
+    let interval = config.rate.map(|rate| Duration::from_secs_f64(workers as f64 / rate));
+    let halt = stop.child_token();
+    if let (Limit::Duration(duration), Some(timeout)) = (config.limit, config.timeout) {
+        // However the server behaves, the run ends one timeout after its duration.
+        let halt = halt.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration + timeout).await;
+            halt.cancel();
+        });
+    }
     let shared = Arc::new(Shared {
         budget: Budget::new(config.limit, started),
+        expected: Expected::new(config.expected.clone()),
         config,
         request,
-        expected,
         counters,
+        halt,
+        stop: stop.clone(),
     });
     let mut tasks = JoinSet::new();
     for index in 0..workers {
@@ -165,54 +289,80 @@ pub async fn run(config: AppBench, counters: Arc<Counters>) -> Result<AppOutcome
             }
         });
     }
-    let mut total = Tally::new();
+    let mut total = Tally::new(interval.is_some());
     while let Some(joined) = tasks.join_next().await {
-        let tally = joined.expect("bench workers do not panic");
-        total.latency.add(&tally.latency).expect("histograms share bounds");
-        total.errors.merge(&tally.errors);
-        total.completed += tally.completed;
-        total.bytes += tally.bytes;
+        total.merge(joined.expect("bench workers do not panic"));
     }
+    shared.halt.cancel();
     Ok(AppOutcome {
         latency: total.latency,
+        latency_uncorrected: total.uncorrected,
         errors: total.errors,
         completed: total.completed,
+        unanswered: total.unanswered,
         bytes: total.bytes,
         elapsed: started.elapsed(),
-        expected: expected_message,
+        first_wrong: total.first_wrong,
+        interrupted: stop.is_cancelled(),
     })
 }
 
-/// Sends the request once and returns the response's exact bytes.
-async fn probe(config: &AppBench, request: &[u8]) -> Result<(Bytes, Message), BenchError> {
+/// Checks the server can be reached before the run starts. For persistent
+/// load it sends two requests at once: a server that answers one and closes
+/// (the guide's) is told apart from one that keeps connections, so the user
+/// hears "use --mode oneshot" instead of thousands of resets.
+async fn probe(config: &AppBench, request: &[u8]) -> Result<(), BenchError> {
     let fail = |reason: String| BenchError::Probe {
         endpoint: config.endpoint.clone(),
         reason,
     };
-    let exchange = async {
-        let mut stream = connect_stream(&config.endpoint, config.timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        stream.write_all(request).await.map_err(|e| e.to_string())?;
-        let mut buf = BytesMut::new();
-        loop {
-            match take_message(&mut buf) {
-                Ok(Some(taken)) => return Ok(taken),
-                Ok(None) => {}
-                Err(error) => return Err(format!("malformed response: {error}")),
-            }
-            if stream.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {
-                return Err("the server closed the connection without responding".into());
-            }
-        }
+    let timeout = config.timeout;
+    let mut stream = connect_stream(&config.endpoint, timeout)
+        .await
+        .map_err(|e| fail(format!("{e:#}")))?;
+    let twice = config.mode == Mode::Persistent;
+    let wire = if twice {
+        [request, request].concat()
+    } else {
+        request.to_vec()
     };
-    match tokio::time::timeout(config.timeout, exchange).await {
-        Ok(result) => result.map_err(fail),
-        Err(_) => Err(fail(format!(
-            "no response within {}",
-            crate::display_duration(config.timeout)
-        ))),
+    within_io(timeout, stream.write_all(&wire))
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let mut buf = BytesMut::new();
+    let mut answered = 0;
+    loop {
+        match take_message(&mut buf, config.max_content_len) {
+            Ok(Some(_)) => {
+                answered += 1;
+                if answered == 1 + usize::from(twice) {
+                    return Ok(());
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(error) => return Err(fail(format!("malformed response: {error}"))),
+        }
+        let read = match within(timeout, stream.read_buf(&mut buf)).await {
+            None => return Err(fail(format!("no response within {}", show_limit(timeout)))),
+            Some(read) => read,
+        };
+        match read {
+            Ok(n) if n > 0 => {}
+            // Closed (or reset) after exactly one answer to two requests.
+            _ if answered == 1 => {
+                return Err(BenchError::OneRequestPerConnection {
+                    endpoint: config.endpoint.clone(),
+                });
+            }
+            Ok(_) => return Err(fail("the server closed the connection without responding".into())),
+            Err(error) => return Err(fail(error.to_string())),
+        }
     }
+}
+
+fn show_limit(limit: Option<Duration>) -> String {
+    crate::display_duration(limit.unwrap_or_default())
 }
 
 /// What the front of the receive buffer holds.
@@ -221,44 +371,47 @@ enum Front {
     /// The expected response (now consumed).
     Expected,
     /// A whole message that is not the expected one (now consumed).
-    Wrong,
+    Wrong(Message),
     /// Not enough bytes yet.
     Incomplete,
-    /// Bytes that are not a message.
+    /// Bytes that are not a message (or over the content limit).
     Bad,
 }
 
-fn take_response(buf: &mut BytesMut, expected: &[u8]) -> Front {
-    let n = buf.len().min(expected.len());
-    if buf[..n] == expected[..n] {
-        if n < expected.len() {
-            return Front::Incomplete;
+fn take_response(buf: &mut BytesMut, expected: &Expected, max_content_len: usize) -> Front {
+    for wire in &expected.wires {
+        let n = buf.len().min(wire.len());
+        if buf[..n] == wire[..n] {
+            if n < wire.len() {
+                return Front::Incomplete;
+            }
+            buf.advance(n);
+            return Front::Expected;
         }
-        buf.advance(n);
-        return Front::Expected;
     }
     // Rare: decode to see what arrived instead.
-    match take_message(buf) {
-        Ok(Some(_)) => Front::Wrong,
+    match take_message(buf, max_content_len) {
+        Ok(Some(message)) if expected.same_answer(&message) => Front::Expected,
+        Ok(Some(message)) => Front::Wrong(message),
         Ok(None) => Front::Incomplete,
         Err(_) => Front::Bad,
     }
 }
 
-/// Takes one whole message, and its exact bytes, off the front of `buf`;
-/// leaves `buf` as it was when the message is incomplete or malformed. The
-/// decoder consumes a header before its content arrives, so it works on a
-/// copy; this runs once per run (the probe) and once per wrong response.
-fn take_message(buf: &mut BytesMut) -> Result<Option<(Bytes, Message)>, crate::protocol::ProtocolError> {
+/// Takes one whole message off the front of `buf`; leaves `buf` as it was
+/// when the message is incomplete or malformed. The decoder consumes a
+/// header before its content arrives, so it works on a copy; this runs for
+/// the probe and for responses that differ from the expected bytes.
+fn take_message(buf: &mut BytesMut, max_content_len: usize) -> Result<Option<Message>, ProtocolError> {
     let mut attempt = buf.clone();
     let Some(message) = MessageCodec::new()
-        .with_max_content_len(usize::MAX)
+        .with_max_content_len(max_content_len)
         .decode(&mut attempt)?
     else {
         return Ok(None);
     };
-    let raw = buf.split_to(buf.len() - attempt.len()).freeze();
-    Ok(Some((raw, message)))
+    buf.advance(buf.len() - attempt.len());
+    Ok(Some(message))
 }
 
 fn transport_error_kind(error: &TransportError) -> ErrorKind {
@@ -272,22 +425,53 @@ fn transport_error_kind(error: &TransportError) -> ErrorKind {
 /// Pause before reconnecting after a failed connection, so a dead server
 /// is not hammered in a tight loop.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
+/// With a request count and no time limit, how long a worker keeps failing
+/// to connect before it gives up on the server.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(10);
+
+/// A request on its way: when it was sent, and when its latency counts from.
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    sent_at: Instant,
+    charged_from: Instant,
+}
+
+/// Why a connection's loop ended early.
+enum Ended {
+    Failed(ErrorKind),
+    Halted,
+}
 
 async fn persistent_worker(shared: &Shared, interval: Option<Duration>, first: Instant) -> Tally {
-    let mut tally = Tally::new();
+    let mut tally = Tally::new(interval.is_some());
     let mut next_at = first;
-    while !shared.budget.expired() {
-        let stream = match connect_stream(&shared.config.endpoint, shared.config.timeout).await {
-            Ok(stream) => stream,
+    let mut failing_since: Option<Instant> = None;
+    while !shared.budget.expired() && !shared.halt.is_cancelled() {
+        let connected = tokio::select! {
+            connected = connect_stream(&shared.config.endpoint, shared.config.timeout) => connected,
+            () = shared.halt.cancelled() => break,
+        };
+        let stream = match connected {
+            Ok(stream) => {
+                failing_since = None;
+                stream
+            }
             Err(error) => {
                 tally.error(&shared.counters, transport_error_kind(&error));
-                tokio::time::sleep(RECONNECT_PAUSE).await;
-                continue;
+                let since = *failing_since.get_or_insert_with(Instant::now);
+                if shared.budget.deadline().is_none() && since.elapsed() > GIVE_UP_AFTER {
+                    break;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(RECONNECT_PAUSE) => continue,
+                    () = shared.halt.cancelled() => break,
+                }
             }
         };
         match drive(stream, shared, &mut tally, interval, &mut next_at).await {
             Ok(()) => break,
-            Err(kind) => tally.error(&shared.counters, kind),
+            Err(Ended::Failed(kind)) => tally.error(&shared.counters, kind),
+            Err(Ended::Halted) => break,
         }
     }
     tally
@@ -301,18 +485,22 @@ async fn drive<S>(
     tally: &mut Tally,
     interval: Option<Duration>,
     next_at: &mut Instant,
-) -> Result<(), ErrorKind>
+) -> Result<(), Ended>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let config = &shared.config;
     let pipeline = config.pipeline.max(1);
-    let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(pipeline);
+    let timeout = config.timeout;
+    let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(pipeline);
     let mut out = Vec::with_capacity(pipeline * shared.request.len());
     let mut buf = BytesMut::with_capacity(64 * 1024);
-    let mut latencies = Vec::with_capacity(pipeline);
+    let mut answered = Vec::with_capacity(pipeline);
     let mut sending = true;
-    loop {
+    // When the pipeline last stopped being full: a request due before then
+    // was held back by the server, not by our timer.
+    let mut full_until = Instant::now();
+    let result = loop {
         if sending {
             let now = Instant::now();
             while in_flight.len() < pipeline {
@@ -324,106 +512,159 @@ where
                     break;
                 }
                 out.extend_from_slice(&shared.request);
-                match interval {
+                let charged_from = match interval {
                     Some(interval) => {
-                        in_flight.push_back(*next_at);
+                        let due = *next_at;
                         *next_at += interval;
+                        if full_until > due { due } else { now }
                     }
-                    None => in_flight.push_back(now),
-                }
+                    None => now,
+                };
+                in_flight.push_back(InFlight {
+                    sent_at: now,
+                    charged_from,
+                });
             }
             if !out.is_empty() {
-                match tokio::time::timeout(config.timeout, stream.write_all(&out)).await {
-                    Err(_) => return Err(ErrorKind::Timeout),
-                    Ok(Err(error)) => return Err(ErrorKind::of(&error)),
-                    Ok(Ok(())) => tally.transferred(&shared.counters, out.len()),
+                let written = tokio::select! {
+                    written = within_io(timeout, stream.write_all(&out)) => written,
+                    () = shared.halt.cancelled() => break Err(Ended::Halted),
+                };
+                match written {
+                    Err(error) => break Err(Ended::Failed(ErrorKind::of(&error))),
+                    Ok(()) => tally.transferred(&shared.counters, out.len()),
                 }
                 out.clear();
             }
         }
         if in_flight.is_empty() {
             if !sending {
-                return Ok(());
+                break Ok(());
             }
-            tokio::time::sleep_until((*next_at).into()).await;
-            continue;
+            tokio::select! {
+                () = tokio::time::sleep_until((*next_at).into()) => continue,
+                () = shared.halt.cancelled() => break Err(Ended::Halted),
+            }
         }
         let can_send_more = sending && interval.is_some() && in_flight.len() < pipeline;
         let read = tokio::select! {
-            read = tokio::time::timeout(config.timeout, stream.read_buf(&mut buf)) => read,
+            read = within_io(timeout, stream.read_buf(&mut buf)) => read,
             () = tokio::time::sleep_until((*next_at).into()), if can_send_more => continue,
+            () = shared.halt.cancelled() => break Err(Ended::Halted),
         };
         match read {
-            Err(_) => return Err(ErrorKind::Timeout),
-            Ok(Err(error)) => return Err(ErrorKind::of(&error)),
-            Ok(Ok(0)) => return Err(ErrorKind::Closed),
-            Ok(Ok(n)) => tally.transferred(&shared.counters, n),
+            Err(error) => break Err(Ended::Failed(ErrorKind::of(&error))),
+            Ok(0) => break Err(Ended::Failed(ErrorKind::Closed)),
+            Ok(n) => tally.transferred(&shared.counters, n),
         }
         // Responses that arrived in one read share its timestamp.
         let now = Instant::now();
-        latencies.clear();
+        let was_full = in_flight.len() == pipeline;
+        answered.clear();
+        let mut bad = false;
         while !in_flight.is_empty() {
-            match take_response(&mut buf, &shared.expected) {
-                Front::Expected => {
-                    let sent = in_flight.pop_front().expect("checked non-empty");
-                    latencies.push(now.saturating_duration_since(sent));
-                }
-                Front::Wrong => {
+            match take_response(&mut buf, &shared.expected, config.max_content_len) {
+                Front::Expected => answered.push(in_flight.pop_front().expect("checked non-empty")),
+                Front::Wrong(message) => {
                     in_flight.pop_front();
-                    tally.error(&shared.counters, ErrorKind::WrongAnswer);
+                    tally.wrong(&shared.counters, &shared.expected, &message);
                 }
                 Front::Incomplete => break,
-                Front::Bad => return Err(ErrorKind::BadFrame),
+                Front::Bad => {
+                    bad = true;
+                    break;
+                }
             }
         }
-        tally.successes(&shared.counters, &latencies);
+        tally.successes(&shared.counters, now, &answered);
+        if was_full && in_flight.len() < pipeline {
+            full_until = now;
+        }
+        if bad {
+            break Err(Ended::Failed(ErrorKind::BadFrame));
+        }
+    };
+    if let Err(ended) = &result {
+        // Requests abandoned at the user's request are not the server's fault.
+        if matches!(ended, Ended::Failed(_)) || !shared.stop.is_cancelled() {
+            tally.unanswered += in_flight.len() as u64;
+        }
+        if matches!(ended, Ended::Halted) && !shared.stop.is_cancelled() && !in_flight.is_empty() {
+            // Halted at the hard deadline with responses outstanding.
+            return Err(Ended::Failed(ErrorKind::Timeout));
+        }
     }
+    result
 }
 
 async fn oneshot_worker(shared: &Shared, interval: Option<Duration>, first: Instant) -> Tally {
-    let mut tally = Tally::new();
+    let mut tally = Tally::new(interval.is_some());
     let mut next_at = first;
+    // When the previous exchange ended: a request due before then was held
+    // back by the server.
+    let mut busy_until = Instant::now();
     loop {
         if interval.is_some() {
-            tokio::time::sleep_until(next_at.into()).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(next_at.into()) => {}
+                () = shared.halt.cancelled() => return tally,
+            }
         }
-        if !shared.budget.take() {
+        if shared.halt.is_cancelled() || !shared.budget.take() {
             return tally;
         }
-        let start = match interval {
+        let now = Instant::now();
+        let charged_from = match interval {
             Some(interval) => {
-                let scheduled = next_at;
+                let due = next_at;
                 next_at += interval;
-                scheduled
+                if busy_until > due { due } else { now }
             }
-            None => Instant::now(),
+            None => now,
         };
-        match tokio::time::timeout(shared.config.timeout, oneshot(shared, &mut tally)).await {
-            Ok(Ok(())) => tally.success(&shared.counters, start.elapsed()),
-            Ok(Err(kind)) => tally.error(&shared.counters, kind),
-            Err(_) => tally.error(&shared.counters, ErrorKind::Timeout),
+        let request = InFlight {
+            sent_at: now,
+            charged_from,
+        };
+        let exchanged = tokio::select! {
+            exchanged = oneshot(shared, &mut tally) => exchanged,
+            () = shared.halt.cancelled() => return tally,
+        };
+        match exchanged {
+            Ok(None) => tally.successes(&shared.counters, Instant::now(), &[request]),
+            Ok(Some(wrong)) => tally.wrong(&shared.counters, &shared.expected, &wrong),
+            Err((kind, sent)) => {
+                tally.error(&shared.counters, kind);
+                tally.unanswered += u64::from(sent);
+            }
         }
+        busy_until = Instant::now();
     }
 }
 
-/// One connection, one request, one response.
-async fn oneshot(shared: &Shared, tally: &mut Tally) -> Result<(), ErrorKind> {
-    let mut stream = connect_stream(&shared.config.endpoint, shared.config.timeout)
+/// One connection, one request, one response: `None` when it was the
+/// expected one, the message when it was not; on failure, its kind and
+/// whether the request had been sent.
+async fn oneshot(shared: &Shared, tally: &mut Tally) -> Result<Option<Message>, (ErrorKind, bool)> {
+    let timeout = shared.config.timeout;
+    let mut stream = connect_stream(&shared.config.endpoint, timeout)
         .await
-        .map_err(|error| transport_error_kind(&error))?;
-    stream.write_all(&shared.request).await.map_err(|e| ErrorKind::of(&e))?;
+        .map_err(|error| (transport_error_kind(&error), false))?;
+    within_io(timeout, stream.write_all(&shared.request))
+        .await
+        .map_err(|e| (ErrorKind::of(&e), false))?;
     tally.transferred(&shared.counters, shared.request.len());
-    let mut buf = BytesMut::with_capacity(shared.expected.len().max(256));
+    let mut buf = BytesMut::with_capacity(shared.expected.wires[0].len().max(256));
     loop {
-        match stream.read_buf(&mut buf).await {
-            Ok(0) => return Err(ErrorKind::Closed),
+        match within_io(timeout, stream.read_buf(&mut buf)).await {
+            Ok(0) => return Err((ErrorKind::Closed, true)),
             Ok(n) => tally.transferred(&shared.counters, n),
-            Err(error) => return Err(ErrorKind::of(&error)),
+            Err(error) => return Err((ErrorKind::of(&error), true)),
         }
-        match take_response(&mut buf, &shared.expected) {
-            Front::Expected => return Ok(()),
-            Front::Wrong => return Err(ErrorKind::WrongAnswer),
-            Front::Bad => return Err(ErrorKind::BadFrame),
+        match take_response(&mut buf, &shared.expected, shared.config.max_content_len) {
+            Front::Expected => return Ok(None),
+            Front::Wrong(message) => return Ok(Some(message)),
+            Front::Bad => return Err((ErrorKind::BadFrame, true)),
             Front::Incomplete => {}
         }
     }
@@ -432,7 +673,7 @@ async fn oneshot(shared: &Shared, tally: &mut Tally) -> Result<(), ErrorKind> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handlers::app::{client_request, result_message};
+    use crate::app::{client_request, result_message};
 
     fn encoded(message: &Message) -> BytesMut {
         let mut out = BytesMut::new();
@@ -442,18 +683,46 @@ mod tests {
 
     #[test]
     fn responses_are_told_apart() {
-        let expected = encoded(&result_message("Follow the white rabbit. 🐰"));
-        let mut buf = expected.clone();
+        let rabbit = result_message("Follow the white rabbit. 🐰");
+        let expected = Expected::new(rabbit.clone());
+        let mut buf = encoded(&rabbit);
         buf.extend_from_slice(&encoded(&result_message("something else"))[..]);
-        buf.extend_from_slice(&expected[..10]);
-        assert_eq!(take_response(&mut buf, &expected), Front::Expected);
-        assert_eq!(take_response(&mut buf, &expected), Front::Wrong);
-        assert_eq!(take_response(&mut buf, &expected), Front::Incomplete);
+        buf.extend_from_slice(&encoded(&rabbit)[..10]);
+        assert_eq!(take_response(&mut buf, &expected, 1 << 20), Front::Expected);
+        assert!(matches!(take_response(&mut buf, &expected, 1 << 20), Front::Wrong(_)));
+        assert_eq!(take_response(&mut buf, &expected, 1 << 20), Front::Incomplete);
         assert_eq!(buf.len(), 10);
         let mut garbage = BytesMut::from(&b"\x00\x03abc"[..]);
-        assert_eq!(take_response(&mut garbage, &expected), Front::Bad);
+        assert_eq!(take_response(&mut garbage, &expected, 1 << 20), Front::Bad);
         // A shorter wrong answer is recognized without waiting for more bytes.
         let mut short = encoded(&client_request("search", "x"));
-        assert_eq!(take_response(&mut short, &expected), Front::Wrong);
+        assert!(matches!(take_response(&mut short, &expected, 1 << 20), Front::Wrong(_)));
+    }
+
+    #[test]
+    fn the_same_answer_in_another_encoding_or_byte_order_is_right() {
+        let rabbit = result_message("Follow the white rabbit. 🐰");
+        let expected = Expected::new(rabbit.clone());
+        let big = Message {
+            byteorder: ByteOrder::Big,
+            ..rabbit.clone()
+        };
+        let mut buf = encoded(&big);
+        assert_eq!(take_response(&mut buf, &expected, 1 << 20), Front::Expected);
+        // Python's json.dumps with ensure_ascii=True escapes the emoji.
+        let ascii = Message {
+            content: Bytes::from_static(br#"{"result": "Follow the white rabbit. \ud83d\udc30"}"#),
+            ..rabbit
+        };
+        let mut buf = encoded(&ascii);
+        assert_eq!(take_response(&mut buf, &expected, 1 << 20), Front::Expected);
+    }
+
+    #[test]
+    fn a_response_over_the_content_limit_is_a_bad_frame() {
+        let expected = Expected::new(result_message("short"));
+        let mut huge = encoded(&result_message(&"x".repeat(5000)));
+        huge.truncate(150);
+        assert_eq!(take_response(&mut huge, &expected, 1000), Front::Bad);
     }
 }

@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::{Budget, Counters, ErrorCounts, ErrorKind, Limit};
+use crate::deadline::within_io;
 use crate::transport::{Endpoint, connect_stream};
 
 /// One echo run's settings.
@@ -21,8 +24,8 @@ pub struct EchoBench {
     pub block_size: usize,
     /// A duration, or a total number of bytes across all connections.
     pub limit: Limit,
-    /// Limit for connecting and for each read or write to make progress.
-    pub timeout: Duration,
+    /// Limit for connecting and for each read or write to make progress; `None`: no limit.
+    pub timeout: Option<Duration>,
 }
 
 /// What an echo run measured.
@@ -32,10 +35,14 @@ pub struct EchoOutcome {
     pub echoed: u64,
     pub errors: ErrorCounts,
     pub elapsed: Duration,
+    /// Ended early by the caller (Ctrl-C).
+    pub interrupted: bool,
 }
 
-/// Runs the echo load, adding echoed bytes to `counters.bytes` as they arrive.
-pub async fn run(config: EchoBench, counters: Arc<Counters>) -> EchoOutcome {
+/// Runs the echo load, adding echoed bytes to `counters.bytes` as they
+/// arrive, until the limit is reached or `stop` is cancelled. A run with a
+/// duration ends one timeout after it, whatever the server does.
+pub async fn run(config: EchoBench, counters: Arc<Counters>, stop: CancellationToken) -> EchoOutcome {
     let block_size = config.block_size.max(1);
     let pattern: Arc<[u8]> = pattern(block_size).into();
     let started = Instant::now();
@@ -44,30 +51,49 @@ pub async fn run(config: EchoBench, counters: Arc<Counters>) -> EchoOutcome {
         duration => duration,
     };
     let budget = Arc::new(Budget::new(limit, started));
+    let halt = stop.child_token();
+    if let (Limit::Duration(duration), Some(timeout)) = (config.limit, config.timeout) {
+        let halt = halt.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration + timeout).await;
+            halt.cancel();
+        });
+    }
     let mut tasks = JoinSet::new();
     for _ in 0..config.connections.max(1) {
-        let (config, pattern, budget, counters) = (
+        let (config, pattern, budget, counters, halt) = (
             config.clone(),
             Arc::clone(&pattern),
             Arc::clone(&budget),
             Arc::clone(&counters),
+            halt.clone(),
         );
-        tasks.spawn(async move { one_connection(&config, &pattern, &budget, &counters).await });
+        tasks.spawn(async move {
+            tokio::select! {
+                outcome = one_connection(&config, &pattern, &budget, &counters) => outcome,
+                // What was echoed so far is in the counters; a stop is not an error.
+                () = halt.cancelled() => (0, None),
+            }
+        });
     }
     let mut outcome = EchoOutcome {
         echoed: 0,
         errors: ErrorCounts::default(),
         elapsed: Duration::ZERO,
+        interrupted: false,
     };
     while let Some(joined) = tasks.join_next().await {
-        let (echoed, error) = joined.expect("echo workers do not panic");
-        outcome.echoed += echoed;
+        let (_, error) = joined.expect("echo workers do not panic");
         if let Some(kind) = error {
             outcome.errors.add(kind);
             counters.errors.fetch_add(1, Ordering::Relaxed);
         }
     }
+    halt.cancel();
+    // Every verified byte was counted as it arrived, including on connections cut short.
+    outcome.echoed = counters.bytes.load(Ordering::Relaxed);
     outcome.elapsed = started.elapsed();
+    outcome.interrupted = stop.is_cancelled();
     outcome
 }
 
@@ -111,33 +137,32 @@ async fn one_connection(
         Ok(stream) => stream,
         Err(_) => return (0, Some(ErrorKind::Refused)),
     };
-    let (mut reader, mut writer) = tokio::io::split(stream);
     let timeout = config.timeout;
+    let (mut reader, mut writer) = tokio::io::split(stream);
     // The sender is a task of its own, so that with --threads 2 writing and
     // reading (each a copy through the kernel) run on different cores.
     let (send_pattern, send_budget) = (Arc::clone(pattern), Arc::clone(budget));
-    let send = tokio::spawn(async move {
+    // Aborted if this connection is dropped (a stopped run), so it never outlives it.
+    let send = AbortOnDropHandle::new(tokio::spawn(async move {
         let mut sent = 0u64;
         while send_budget.take() {
-            match tokio::time::timeout(timeout, writer.write_all(&send_pattern)).await {
-                Err(_) => return Err(ErrorKind::Timeout),
-                Ok(Err(error)) => return Err(ErrorKind::of(&error)),
-                Ok(Ok(())) => sent += send_pattern.len() as u64,
+            match within_io(timeout, writer.write_all(&send_pattern)).await {
+                Err(error) => return Err(ErrorKind::of(&error)),
+                Ok(()) => sent += send_pattern.len() as u64,
             }
         }
         writer.shutdown().await.map_err(|e| ErrorKind::of(&e))?;
         Ok(sent)
-    });
+    }));
     let send = async { send.await.unwrap_or(Err(ErrorKind::Other)) };
     let receive = async {
         let mut buf = vec![0u8; 256 * 1024];
         let mut received = 0u64;
         loop {
-            let n = match tokio::time::timeout(timeout, reader.read(&mut buf)).await {
-                Err(_) => return (received, Some(ErrorKind::Timeout)),
-                Ok(Err(error)) => return (received, Some(ErrorKind::of(&error))),
-                Ok(Ok(0)) => return (received, None),
-                Ok(Ok(n)) => n,
+            let n = match within_io(timeout, reader.read(&mut buf)).await {
+                Err(error) => return (received, Some(ErrorKind::of(&error))),
+                Ok(0) => return (received, None),
+                Ok(n) => n,
             };
             if !matches_pattern(pattern, received, &buf[..n]) {
                 return (received, Some(ErrorKind::WrongAnswer));

@@ -220,9 +220,13 @@ impl Budget {
         }
     }
 
-    /// Whether time is up (never, for a count limit).
+    /// Whether time is up, or the count is spent.
     pub fn expired(&self) -> bool {
         self.deadline.is_some_and(|deadline| Instant::now() >= deadline)
+            || self
+                .remaining
+                .as_ref()
+                .is_some_and(|remaining| remaining.load(Ordering::Relaxed) == 0)
     }
 
     /// When time is up, if the limit is a duration.
@@ -238,7 +242,9 @@ mod tests {
     #[test]
     fn budget_counts_across_takers() {
         let budget = Budget::new(Limit::Count(3), Instant::now());
+        assert!(!budget.expired());
         assert_eq!((0..5).filter(|_| budget.take()).count(), 3);
+        assert!(budget.expired(), "a spent count is expired");
         let timed = Budget::new(Limit::Duration(Duration::ZERO), Instant::now());
         assert!(!timed.take());
         assert!(timed.expired());

@@ -40,6 +40,21 @@ impl LatencySummary {
     }
 }
 
+impl LatencySummary {
+    /// `min ..., p50 ..., ...` for the text report.
+    fn line(&self) -> String {
+        format!(
+            "min {}, p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
+            format_micros(self.min),
+            format_micros(self.p50),
+            format_micros(self.p90),
+            format_micros(self.p99),
+            format_micros(self.p99_9),
+            format_micros(self.max)
+        )
+    }
+}
+
 /// Everything a run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -55,9 +70,18 @@ pub struct Report {
     /// Bytes moved: sent and received for app, echoed back for echo.
     pub bytes: u64,
     pub megabytes_per_second: f64,
-    /// Microseconds; absent when nothing completed or for echo.
+    /// Microseconds; absent when nothing completed or for echo. With a
+    /// rate, corrected for coordinated omission (from when each request was due).
     pub latency_us: Option<LatencySummary>,
+    /// With a rate: microseconds from when each request was actually sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_uncorrected_us: Option<LatencySummary>,
+    /// Requests sent whose response never came because the connection
+    /// failed (app only).
+    pub unanswered: Option<u64>,
     pub errors: ErrorTable,
+    /// The run was ended early (Ctrl-C); the figures cover what was measured.
+    pub interrupted: bool,
     pub timeline: Timeline,
 }
 
@@ -123,15 +147,23 @@ impl fmt::Display for Report {
             None => writeln!(f, "throughput  {:.1} MB/s", self.megabytes_per_second)?,
         }
         if let Some(l) = &self.latency_us {
+            let note = if self.latency_uncorrected_us.is_some() {
+                " (from when each request was due)"
+            } else {
+                ""
+            };
+            writeln!(f, "latency     {}{note}", l.line())?;
+        }
+        if let Some(l) = &self.latency_uncorrected_us {
+            writeln!(f, "uncorrected {} (from when each request was sent)", l.line())?;
+        }
+        if let Some(unanswered) = self.unanswered.filter(|n| *n > 0) {
+            writeln!(f, "unanswered  {unanswered} requests sent on connections that failed")?;
+        }
+        if self.interrupted {
             writeln!(
                 f,
-                "latency     min {}, p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
-                format_micros(l.min),
-                format_micros(l.p50),
-                format_micros(l.p90),
-                format_micros(l.p99),
-                format_micros(l.p99_9),
-                format_micros(l.max)
+                "interrupted the run was stopped early; the figures cover what was measured"
             )?;
         }
         let errors: Vec<String> = ErrorKind::ALL
@@ -175,13 +207,20 @@ mod tests {
             bytes: 2_000_000,
             megabytes_per_second: 1.0,
             latency_us: LatencySummary::of(&histogram),
+            latency_uncorrected_us: LatencySummary::of(&histogram),
+            unanswered: Some(3),
             errors: ErrorTable(errors),
+            interrupted: true,
             timeline: Timeline::default(),
         };
         let text = report.to_string();
         assert!(text.contains("completed   1000 requests in 2.00 s, 1 errors"), "{text}");
         assert!(text.contains("throughput  500 requests/s, 1.0 MB/s"), "{text}");
         assert!(text.contains("p50 500.") && text.contains("max 1.00 ms"), "{text}");
+        assert!(text.contains("(from when each request was due)"), "{text}");
+        assert!(text.contains("uncorrected min "), "{text}");
+        assert!(text.contains("unanswered  3 requests"), "{text}");
+        assert!(text.contains("interrupted the run was stopped early"), "{text}");
         assert!(text.ends_with("errors      timeout 1"), "{text}");
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["errors"]["timeout"], 1);
@@ -189,5 +228,7 @@ mod tests {
         assert_eq!(json["errors"]["total"], 1);
         assert_eq!(json["requests"], 1000);
         assert!((json["latency_us"]["p99"].as_f64().unwrap() - 990.0).abs() < 2.0);
+        assert_eq!(json["unanswered"], 3);
+        assert_eq!(json["interrupted"], true);
     }
 }

@@ -9,11 +9,16 @@ use anyhow::Result;
 use clap::Args;
 use tracing::info;
 
-use sockets::handlers::app::SearchTable;
+use sockets::app::SearchTable;
+use sockets::app::serve::AppHandler;
 use sockets::protocol::DEFAULT_MAX_CONTENT_LEN;
-use sockets::services::app::AppService;
+use sockets::server::budget::DEFAULT_MAX_BUFFERED_BYTES;
 
+use super::args::{Limit, parse_limit};
 use super::server_args::ServerArgs;
+
+/// Largest `--max-content-length`: 1 GiB.
+const MAX_CONTENT_LENGTH: u64 = 1 << 30;
 
 #[derive(Debug, Args)]
 pub struct AppServerArgs {
@@ -22,9 +27,29 @@ pub struct AppServerArgs {
     /// Search table: a JSON object of query to answer (default: the guide's three entries).
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
-    /// Largest content-length accepted; bigger requests get an error response.
-    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_CONTENT_LEN)]
-    pub max_content_length: usize,
+    /// Largest content-length accepted (0 to 1073741824); bigger requests get
+    /// an error response before any content is read.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_CONTENT_LEN as u64,
+        value_parser = clap::value_parser!(u64).range(0..=MAX_CONTENT_LENGTH)
+    )]
+    pub max_content_length: u64,
+    /// A request that has begun must arrive whole within this long, or the
+    /// client is told so and closed (0 = never; the idle timeout applies then).
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_limit)]
+    pub request_timeout: Limit,
+    /// Server-wide limit on bytes of unfinished requests held in memory
+    /// (1024 to 1099511627776); when it is reached, the connections holding
+    /// the most are told so and closed.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_BUFFERED_BYTES as u64,
+        value_parser = clap::value_parser!(u64).range(1024..=1 << 40)
+    )]
+    pub max_buffered_bytes: u64,
     /// Close each connection after its first response, as the guide's server does.
     #[arg(long)]
     pub one_shot: bool,
@@ -46,11 +71,14 @@ pub async fn run(args: AppServerArgs) -> Result<ExitCode> {
         None => SearchTable::builtin(),
     };
     let (listener, shutdown) = args.server.listen().await?;
-    let service = AppService {
+    let handler = AppHandler {
         table: Arc::new(table),
-        max_content_len: args.max_content_length,
+        max_content_len: args.max_content_length as usize,
         one_shot: args.one_shot,
     };
-    args.server.serve(listener, service, shutdown).await;
+    let config = args
+        .server
+        .config(args.request_timeout, args.max_buffered_bytes as usize);
+    args.server.serve(listener, config, handler, shutdown).await;
     Ok(ExitCode::SUCCESS)
 }

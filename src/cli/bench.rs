@@ -9,16 +9,19 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
 
+use sockets::app::{CLIENT_BINARY_TYPE, SEARCH, SearchTable, client_request, respond, result_message};
 use sockets::bench::app::{AppBench, Mode};
 use sockets::bench::echo::EchoBench;
 use sockets::bench::report::{ErrorTable, LatencySummary, Report};
 use sockets::bench::{self, Counters, Limit, Timeline, plot};
-use sockets::handlers::app::{CLIENT_BINARY_TYPE, client_request};
-use sockets::protocol::Message;
+use sockets::protocol::{DEFAULT_MAX_CONTENT_LEN, Message};
 
+use super::args::{parse_positive_seconds, parse_rate};
+use super::print_line;
 use super::target::TargetArgs;
-use super::{parse_seconds, print_line};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -28,17 +31,29 @@ pub struct BenchArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchTarget {
-    /// Load an application server: requests/s, latency percentiles, every response checked.
+    /// Load an application server: requests/s, latency percentiles, every
+    /// response checked against the answer the protocol requires.
+    #[command(override_usage = "sockets bench app [OPTIONS] <HOST> <PORT>\n       \
+                                sockets bench app [OPTIONS] --unix <PATH>")]
     App(BenchAppArgs),
     /// Bulk echo throughput: MB/s echoed, every byte checked.
+    #[command(override_usage = "sockets bench echo [OPTIONS] <HOST> <PORT>\n       \
+                                sockets bench echo [OPTIONS] --unix <PATH>")]
     Echo(BenchEchoArgs),
 }
 
 impl BenchTarget {
     pub fn threads(&self) -> usize {
         match self {
-            BenchTarget::App(args) => args.common.threads,
-            BenchTarget::Echo(args) => args.common.threads,
+            BenchTarget::App(args) => args.common.threads as usize,
+            BenchTarget::Echo(args) => args.common.threads as usize,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            BenchTarget::App(_) => "app",
+            BenchTarget::Echo(_) => "echo",
         }
     }
 }
@@ -48,46 +63,59 @@ impl BenchTarget {
 pub struct BenchCommon {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Connections (persistent and echo) or concurrent workers (oneshot).
-    #[arg(short, long, value_name = "C", default_value_t = 8)]
-    pub connections: usize,
-    /// Run for this long (unless a count is given).
-    #[arg(short, long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
+    /// Run for this long, unless a count is given (more than 0, at most a year).
+    #[arg(short, long, value_name = "SECONDS", default_value = "10", value_parser = parse_positive_seconds)]
     pub duration: Duration,
-    /// Limit for connecting and for each wait on the server.
-    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
-    pub timeout: Duration,
     /// Print the report as JSON on stdout instead of text.
     #[arg(long)]
     pub json: bool,
     /// Also draw the latency distribution and the rate over time to this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
-    /// Load-generator threads; the server shares the machine, so the default is 1.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub threads: usize,
+    /// Load-generator threads (1 to 256); the server shares the machine, so the default is 1.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub threads: u64,
 }
 
 #[derive(Debug, Args)]
 pub struct BenchAppArgs {
     #[command(flatten)]
     pub common: BenchCommon,
+    /// Persistent connections, or (with --mode oneshot) concurrent workers
+    /// that each connect per request; 1 to 100000.
+    #[arg(short, long, value_name = "C", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub connections: u64,
     /// oneshot: a new connection per request (the guide's way); persistent: long-lived connections.
     #[arg(long, value_enum, default_value_t = ModeArg::Persistent)]
     pub mode: ModeArg,
-    /// Requests in flight per persistent connection.
-    #[arg(short = 'P', long, value_name = "P", default_value_t = 1)]
-    pub pipeline: usize,
+    /// Requests in flight per persistent connection (1 to 10000).
+    #[arg(short = 'P', long, value_name = "P", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub pipeline: u64,
     /// Stop after this many requests in all, instead of after --duration.
-    #[arg(short = 'n', long, value_name = "N")]
+    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: Option<u64>,
-    /// Send at this constant total rate (requests/s), measuring latency from
-    /// each request's scheduled time (coordinated-omission correction).
-    #[arg(long, value_name = "R")]
+    /// Send at this constant total rate (0.001 to 100000000 requests/s);
+    /// latency is reported both from when each request was due
+    /// (coordinated-omission correction) and from when it was sent.
+    #[arg(long, value_name = "R", value_parser = parse_rate)]
     pub rate: Option<f64>,
     /// The request: `search:VALUE` or `binary:TEXT`.
     #[arg(long, value_name = "KIND:VALUE", default_value = "search:morpheus", value_parser = parse_request)]
     pub request: Message,
+    /// The answer a search must get [default: from the server's built-in table].
+    #[arg(long, value_name = "TEXT", conflicts_with = "data")]
+    pub expect: Option<String>,
+    /// The search table the server was started with (its --data FILE), to know the right answers.
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// Largest response content accepted (0 to 1073741824).
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = DEFAULT_MAX_CONTENT_LEN as u64,
+        value_parser = clap::value_parser!(u64).range(0..=1 << 30)
+    )]
+    pub max_content_length: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -100,26 +128,31 @@ pub enum ModeArg {
 pub struct BenchEchoArgs {
     #[command(flatten)]
     pub common: BenchCommon,
-    /// Bytes per write.
-    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
-    pub block_size: usize,
+    /// Connections, each writing blocks and reading the echo at once (1 to 100000).
+    #[arg(short, long, value_name = "C", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub connections: u64,
+    /// Bytes per write (1 to 16777216).
+    #[arg(long, value_name = "BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    pub block_size: u64,
     /// Stop after echoing this many bytes in all, instead of after --duration.
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
     pub bytes: Option<u64>,
 }
 
 fn parse_request(text: &str) -> Result<Message, String> {
     match text.split_once(':') {
-        Some(("search", value)) => Ok(client_request("search", value)),
+        Some((SEARCH, value)) => Ok(client_request(SEARCH, value)),
         Some(("binary", content)) => Ok(Message::binary(CLIENT_BINARY_TYPE, content.as_bytes().to_vec())),
-        _ => Err(format!("{text:?} is not search:VALUE or binary:TEXT")),
+        _ => Err(format!("'{text}' is not search:VALUE or binary:TEXT")),
     }
 }
 
 pub async fn run(args: BenchArgs) -> Result<ExitCode> {
+    let stop = CancellationToken::new();
+    stop_on_interrupt(stop.clone());
     let report = match args.target {
-        BenchTarget::App(args) => run_app(args).await?,
-        BenchTarget::Echo(args) => run_echo(args).await?,
+        BenchTarget::App(args) => run_app(args, stop).await?,
+        BenchTarget::Echo(args) => run_echo(args, stop).await?,
     };
     Ok(if report.error_total() == 0 {
         ExitCode::SUCCESS
@@ -128,7 +161,33 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     })
 }
 
-async fn run_app(args: BenchAppArgs) -> Result<Report> {
+/// The first Ctrl-C ends the run early (the report still prints); the second exits.
+fn stop_on_interrupt(stop: CancellationToken) {
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("interrupted: finishing the report (Ctrl-C again to quit at once)");
+            stop.cancel();
+        }
+        if tokio::signal::ctrl_c().await.is_ok() {
+            std::process::exit(130);
+        }
+    });
+}
+
+/// The response the protocol requires for `request`.
+fn expected_response(args: &BenchAppArgs) -> Result<Message> {
+    if let Some(answer) = &args.expect {
+        anyhow::ensure!(args.request.is_json(), "--expect applies to search requests only");
+        return Ok(result_message(answer));
+    }
+    let table = match &args.data {
+        Some(path) => SearchTable::load(path)?,
+        None => SearchTable::builtin(),
+    };
+    Ok(respond(&table, &args.request).0)
+}
+
+async fn run_app(args: BenchAppArgs, stop: CancellationToken) -> Result<Report> {
     let common = &args.common;
     let (endpoint, _) = common.target.split([], 0)?;
     let mode = match args.mode {
@@ -137,10 +196,10 @@ async fn run_app(args: BenchAppArgs) -> Result<Report> {
     };
     let limit = args.requests.map_or(Limit::Duration(common.duration), Limit::Count);
     let mut load = match mode {
-        Mode::Oneshot => format!("oneshot, {} workers", common.connections),
+        Mode::Oneshot => format!("oneshot, {} workers", args.connections),
         Mode::Persistent => format!(
             "persistent, {} connections, pipeline {}",
-            common.connections, args.pipeline
+            args.connections, args.pipeline
         ),
     };
     load.push_str(&match args.rate {
@@ -150,12 +209,14 @@ async fn run_app(args: BenchAppArgs) -> Result<Report> {
     let config = AppBench {
         endpoint: endpoint.clone(),
         mode,
-        connections: common.connections,
-        pipeline: args.pipeline,
+        connections: args.connections as usize,
+        pipeline: args.pipeline as usize,
         limit,
         rate: args.rate,
+        expected: expected_response(&args)?,
         request: args.request,
-        timeout: common.timeout,
+        timeout: common.target.timeout(),
+        max_content_len: args.max_content_length as usize,
     };
     let counters = Arc::new(Counters::default());
     let started = std::time::Instant::now();
@@ -165,10 +226,13 @@ async fn run_app(args: BenchAppArgs) -> Result<Report> {
         started,
         &progress,
         "requests",
-        bench::app::run(config, counters),
+        bench::app::run(config, counters, stop),
     )
     .await;
     let outcome = outcome?;
+    if let Some(wrong) = &outcome.first_wrong {
+        warn!("wrong answer: {wrong}");
+    }
     let seconds = outcome.elapsed.as_secs_f64();
     let report = Report {
         bench: "app",
@@ -180,7 +244,10 @@ async fn run_app(args: BenchAppArgs) -> Result<Report> {
         bytes: outcome.bytes,
         megabytes_per_second: outcome.bytes as f64 / seconds / 1e6,
         latency_us: LatencySummary::of(&outcome.latency),
+        latency_uncorrected_us: outcome.latency_uncorrected.as_ref().and_then(LatencySummary::of),
+        unanswered: Some(outcome.unanswered),
         errors: ErrorTable(outcome.errors),
+        interrupted: outcome.interrupted,
         timeline,
     };
     finish(
@@ -193,21 +260,21 @@ async fn run_app(args: BenchAppArgs) -> Result<Report> {
     Ok(report)
 }
 
-async fn run_echo(args: BenchEchoArgs) -> Result<Report> {
+async fn run_echo(args: BenchEchoArgs, stop: CancellationToken) -> Result<Report> {
     let common = &args.common;
     let (endpoint, _) = common.target.split([], 0)?;
     let config = EchoBench {
         endpoint: endpoint.clone(),
-        connections: common.connections,
-        block_size: args.block_size,
+        connections: args.connections as usize,
+        block_size: args.block_size as usize,
         limit: args.bytes.map_or(Limit::Duration(common.duration), Limit::Count),
-        timeout: common.timeout,
+        timeout: common.target.timeout(),
     };
     let counters = Arc::new(Counters::default());
     let started = std::time::Instant::now();
     let progress = progress_bar();
     let (outcome, timeline) = run_sampled(counters.clone(), started, &progress, "bytes", async {
-        Ok::<_, std::convert::Infallible>(bench::echo::run(config, counters).await)
+        Ok::<_, std::convert::Infallible>(bench::echo::run(config, counters, stop).await)
     })
     .await;
     let outcome = outcome?;
@@ -215,14 +282,17 @@ async fn run_echo(args: BenchEchoArgs) -> Result<Report> {
     let report = Report {
         bench: "echo",
         target: endpoint.to_string(),
-        load: format!("{} connections, {}-byte blocks", common.connections, args.block_size),
+        load: format!("{} connections, {}-byte blocks", args.connections, args.block_size),
         elapsed_seconds: seconds,
         requests: None,
         requests_per_second: None,
         bytes: outcome.echoed,
         megabytes_per_second: outcome.echoed as f64 / seconds / 1e6,
         latency_us: None,
+        latency_uncorrected_us: None,
+        unanswered: None,
         errors: ErrorTable(outcome.errors),
+        interrupted: outcome.interrupted,
         timeline,
     };
     let mb_per_second: Vec<f64> = report.timeline.bytes_per_second.iter().map(|b| b / 1e6).collect();

@@ -8,11 +8,10 @@ use clap::Args;
 use tracing::debug;
 
 use sockets::client::relay::{relay_datagrams, relay_stream};
-use sockets::transport::connect::connect_udp;
-use sockets::transport::unix::BoundUnixDatagram;
-use sockets::transport::{Endpoint, connect_stream};
+use sockets::transport::connect::connect_datagram;
+use sockets::transport::connect_stream;
 
-use super::parse_seconds;
+use super::args::parse_positive_seconds;
 use super::target::TargetArgs;
 
 #[derive(Debug, Args)]
@@ -21,33 +20,23 @@ pub struct ConnectArgs {
     pub target: TargetArgs,
     /// Datagrams instead of a stream: each chunk of input is sent as one
     /// datagram (UDP, or Unix datagram with --unix).
-    #[arg(long, visible_alias = "datagram")]
+    #[arg(short = 'u', long, visible_alias = "datagram")]
     pub udp: bool,
-    /// Limit for connecting.
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
-    pub timeout: Duration,
     /// With --udp: after input ends, wait this long for further replies.
-    #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_seconds)]
+    #[arg(long, value_name = "SECONDS", requires = "udp", default_value = "1", value_parser = parse_positive_seconds)]
     pub linger: Duration,
 }
 
 pub async fn run(args: ConnectArgs) -> Result<ExitCode> {
     let (endpoint, _) = args.target.split([], 0)?;
     let (stdin, stdout) = (tokio::io::stdin(), tokio::io::stdout());
+    let timeout = args.target.timeout();
     let (sent, received) = if args.udp {
-        match &endpoint {
-            Endpoint::Inet { host, port } => {
-                let socket = connect_udp(host, *port, args.timeout).await?;
-                relay_datagrams(&socket, stdin, stdout, args.linger).await
-            }
-            Endpoint::Unix(path) => {
-                let bound = BoundUnixDatagram::connect_from_temp(path)?;
-                relay_datagrams(&bound.socket, stdin, stdout, args.linger).await
-            }
-        }
+        let socket = connect_datagram(&endpoint, timeout).await?;
+        relay_datagrams(&socket, stdin, stdout, args.linger).await
     } else {
-        let stream = connect_stream(&endpoint, args.timeout).await?;
-        relay_stream(stream, stdin, stdout).await
+        let stream = connect_stream(&endpoint, timeout).await?;
+        relay_stream(stream, stdin, stdout, timeout).await
     }
     .with_context(|| format!("relaying to {endpoint}"))?;
     debug!("sent {sent}, received {received}");

@@ -2,19 +2,17 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use sockets::client::echo::{echo_datagram, echo_stream};
 use sockets::python_repr::BytesRepr;
-use sockets::transport::connect::connect_udp;
-use sockets::transport::unix::BoundUnixDatagram;
-use sockets::transport::{Endpoint, connect_stream};
+use sockets::transport::connect::connect_datagram;
+use sockets::transport::connect_stream;
 
+use super::print_line;
 use super::target::TargetArgs;
-use super::{parse_seconds, print_line};
 
 /// Payloads up to this size are printed as the guide prints them; larger ones are summarized.
 const PRINT_LIMIT: usize = 4096;
@@ -24,22 +22,23 @@ pub struct EchoClientArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// What to send [default: "Hello, world"].
+    #[arg(value_name = "MESSAGE")]
     pub message: Option<String>,
     /// Send one datagram (UDP, or Unix datagram with --unix) instead of a stream.
-    #[arg(long, visible_alias = "datagram")]
+    #[arg(short = 'u', long, visible_alias = "datagram")]
     pub udp: bool,
     /// Send the contents of FILE (`-` for standard input) instead of MESSAGE.
     #[arg(long, value_name = "FILE", conflicts_with = "message")]
     pub input: Option<PathBuf>,
-    /// Give up after this long without progress (per attempt with --udp).
-    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
-    pub timeout: Duration,
-    /// With --udp: how many times to send before giving up (datagrams can be lost).
-    #[arg(long, value_name = "N", default_value_t = 3)]
+    /// With --udp: how many times to send (1 to 1000) before giving up;
+    /// each attempt waits --timeout for the reply.
+    #[arg(long, value_name = "N", requires = "udp", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub attempts: u32,
-    /// With --udp: largest reply accepted; a bigger one is reported as truncated.
-    #[arg(long, value_name = "BYTES", default_value_t = 65536)]
-    pub buffer_size: usize,
+    /// With --udp: largest reply accepted (1 to 16777216); a bigger one is reported as truncated.
+    #[arg(long, value_name = "BYTES", requires = "udp", default_value_t = 65536,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    pub buffer_size: u64,
 }
 
 pub async fn run(args: EchoClientArgs) -> Result<ExitCode> {
@@ -56,20 +55,13 @@ pub async fn run(args: EchoClientArgs) -> Result<ExitCode> {
         (None, Some(message)) => message.clone().into_bytes(),
         (None, None) => b"Hello, world".to_vec(),
     };
+    let timeout = args.target.timeout();
     let received = if args.udp {
-        match &endpoint {
-            Endpoint::Inet { host, port } => {
-                let socket = connect_udp(host, *port, args.timeout).await?;
-                echo_datagram(&socket, &payload, args.timeout, args.attempts, args.buffer_size).await
-            }
-            Endpoint::Unix(path) => {
-                let bound = BoundUnixDatagram::connect_from_temp(path)?;
-                echo_datagram(&bound.socket, &payload, args.timeout, args.attempts, args.buffer_size).await
-            }
-        }
+        let socket = connect_datagram(&endpoint, timeout).await?;
+        echo_datagram(&socket, &payload, timeout, args.attempts, args.buffer_size as usize).await
     } else {
-        let stream = connect_stream(&endpoint, args.timeout).await?;
-        echo_stream(stream, &payload, args.timeout).await
+        let stream = connect_stream(&endpoint, timeout).await?;
+        echo_stream(stream, &payload, timeout).await
     };
     let received = received.with_context(|| format!("echo from {endpoint}"))?;
     if received.len() <= PRINT_LIMIT {

@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 use tracing::info;
 
-use sockets::services::echo::{EchoService, serve_datagrams};
+use sockets::echo::EchoHandler;
+use sockets::echo::datagram::{self, DEFAULT_PEER_RATE, DatagramConfig};
 use sockets::transport;
 use sockets::transport::listen::bind_udp;
 use sockets::transport::unix::BoundUnixDatagram;
@@ -19,28 +20,48 @@ pub struct EchoServerArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// Echo datagrams instead of streams: UDP, or Unix datagrams with --unix.
-    /// Each datagram goes back whole to its sender.
-    #[arg(long, visible_alias = "datagram")]
+    /// Each datagram goes back whole to its sender. Datagrams from this
+    /// server's own port or from ports below 1024 are dropped (echo loops).
+    #[arg(
+        short = 'u',
+        long,
+        visible_alias = "datagram",
+        conflicts_with_all = ["max_connections", "idle_timeout", "shutdown_timeout", "backlog"]
+    )]
     pub udp: bool,
+    /// With --udp: datagrams echoed per second to one sender; more are
+    /// dropped, which also ends an echo loop with another server (0 = no limit).
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "udp",
+        default_value_t = DEFAULT_PEER_RATE,
+        value_parser = clap::value_parser!(u32).range(0..=10_000_000)
+    )]
+    pub peer_rate: u32,
 }
 
 pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {
     if !args.udp {
         let (listener, shutdown) = args.server.listen().await?;
-        args.server.serve(listener, EchoService, shutdown).await;
+        let config = args.server.stream_config();
+        args.server.serve(listener, config, EchoHandler, shutdown).await;
         return Ok(ExitCode::SUCCESS);
     }
+    let config = DatagramConfig {
+        peer_rate: (args.peer_rate > 0).then_some(args.peer_rate),
+    };
     match &args.server.unix {
         Some(path) => {
-            let bound = BoundUnixDatagram::bind(path)?;
-            let shutdown = announce(&format!("unix:{}", bound.path().display()))?;
-            serve_datagrams(&bound.socket, shutdown).await;
+            let bound = BoundUnixDatagram::bind(path, args.server.socket_file())?;
+            let shutdown = announce(&format!("unix:{}", bound.path().display()));
+            datagram::serve(&bound.socket, config, shutdown).await?;
         }
         None => {
             let socket = bind_udp(&args.server.host, args.server.port).await?;
             let addr = transport::canonical(socket.local_addr().context("reading the bound address")?);
-            let shutdown = announce(&addr.to_string())?;
-            serve_datagrams(&socket, shutdown).await;
+            let shutdown = announce(&addr.to_string());
+            datagram::serve(&socket, config, shutdown).await?;
         }
     }
     info!("Server stopped");

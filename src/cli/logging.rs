@@ -4,7 +4,9 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. `RUST_LOG`, when set, wins over the flags.
+/// Installs the global subscriber. `RUST_LOG`, when set and valid, wins over
+/// the flags; when it is set but invalid, that is said on stderr (a typo
+/// must not silently change what a server logs) and the flags decide.
 pub fn init(verbose: u8, quiet: u8) {
     let level = match (verbose, quiet) {
         (0, 0) => "info",
@@ -13,7 +15,16 @@ pub fn init(verbose: u8, quiet: u8) {
         (_, 1) => "warn",
         (_, _) => "error",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => match EnvFilter::builder().parse(&directives) {
+            Ok(filter) => filter,
+            Err(error) => {
+                eprintln!("warning: ignoring RUST_LOG={directives:?} ({error}); logging at level {level}");
+                EnvFilter::new(level)
+            }
+        },
+        _ => EnvFilter::new(level),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

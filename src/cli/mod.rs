@@ -1,8 +1,9 @@
 //! Command-line interface: clap types and one `run` per subcommand. Only this
-//! module (and `main.rs`) knows about argument parsing and exit codes.
+//! module (and `main.rs`) knows about argument parsing, signals and exit codes.
 
 mod app_client;
 mod app_server;
+mod args;
 mod bench;
 mod connect;
 mod echo_client;
@@ -11,25 +12,33 @@ pub mod logging;
 mod multiconn_client;
 mod resolve;
 mod server_args;
+mod signals;
 mod target;
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{ArgAction, Parser, Subcommand};
+use clap::{ArgAction, CommandFactory, Parser, Subcommand};
 
 /// Client/server socket programs from the classic socket-programming guide,
 /// built for real use: echo, multi-connection and application tiers.
 #[derive(Debug, Parser)]
 #[command(name = "sockets", version, propagate_version = true)]
 pub struct Cli {
-    /// More log output on stderr: -v for debug, -vv for trace (RUST_LOG, when set, wins).
-    #[arg(short, long, action = ArgAction::Count, global = true)]
+    /// More log output on stderr: -v for debug, -vv for trace with the bytes
+    /// of requests and responses (RUST_LOG, when set, wins).
+    #[arg(short, long, action = ArgAction::Count, global = true, help_heading = "Global options")]
     pub verbose: u8,
     /// Less log output on stderr: -q for warnings and errors, -qq for errors only.
-    #[arg(short, long, action = ArgAction::Count, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        action = ArgAction::Count,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Global options"
+    )]
     pub quiet: u8,
     #[command(subcommand)]
     pub command: Command,
@@ -47,6 +56,11 @@ pub enum Command {
     ///
     /// ACTION `search` sends a JSON search request for VALUE; any other action
     /// sends a binary request whose content is ACTION and VALUE joined.
+    /// Exits 0 for an answer, 1 for an `Error: ...` result or any failure.
+    #[command(
+        override_usage = "sockets app-client [OPTIONS] <HOST> <PORT> <ACTION> <VALUE>\n       \
+                                sockets app-client [OPTIONS] --unix <PATH> <ACTION> <VALUE>"
+    )]
     AppClient(app_client::AppClientArgs),
     /// Echo every byte back to its sender, for any number of clients at once.
     ///
@@ -58,6 +72,8 @@ pub enum Command {
     ///
     /// Prints `Received b'...'` as the guide's client does; exits 0 only if
     /// the echo matched.
+    #[command(override_usage = "sockets echo-client [OPTIONS] <HOST> <PORT> [MESSAGE]\n       \
+                                sockets echo-client [OPTIONS] --unix <PATH> [MESSAGE]")]
     EchoClient(echo_client::EchoClientArgs),
     /// The guide's multi-connection server: an echo server for many clients.
     MulticonnServer(echo_server::EchoServerArgs),
@@ -66,6 +82,10 @@ pub enum Command {
     ///
     /// Prints each connection's progress as the guide does, then a summary;
     /// exits non-zero if any connection failed or got back different bytes.
+    #[command(
+        override_usage = "sockets multiconn-client [OPTIONS] <HOST> <PORT> <NUM_CONNECTIONS>\n       \
+                                sockets multiconn-client [OPTIONS] --unix <PATH> <NUM_CONNECTIONS>"
+    )]
     MulticonnClient(multiconn_client::MulticonnClientArgs),
     /// Look up a name as getaddrinfo sees it (or an address's name with --reverse).
     ///
@@ -76,12 +96,16 @@ pub enum Command {
     ///
     /// When input ends, the sending side is shut down and output continues
     /// until the server closes. Works in pipes: `printf 'hi' | sockets connect HOST PORT`.
+    /// What the server sends is written as it comes, unescaped, as netcat does.
+    #[command(override_usage = "sockets connect [OPTIONS] <HOST> <PORT>\n       \
+                                sockets connect [OPTIONS] --unix <PATH>")]
     Connect(connect::ConnectArgs),
     /// Load generator: drive a server with many connections and report
     /// throughput, latency percentiles and errors by kind.
     ///
     /// The report goes to stdout (text, or JSON with --json); exits 1 if any
-    /// request failed or got a wrong answer.
+    /// request failed or got a wrong answer. Ctrl-C ends the run early and
+    /// still prints the report.
     Bench(bench::BenchArgs),
 }
 
@@ -89,11 +113,26 @@ impl Command {
     /// Worker threads the subcommand wants; `None` means one per core.
     fn worker_threads(&self) -> Option<usize> {
         match self {
-            Command::AppServer(args) => args.server.threads,
-            Command::EchoServer(args) | Command::MulticonnServer(args) => args.server.threads,
+            Command::AppServer(args) => args.server.threads(),
+            Command::EchoServer(args) | Command::MulticonnServer(args) => args.server.threads(),
             Command::AppClient(_) | Command::Resolve(_) | Command::Connect(_) => Some(1),
             Command::EchoClient(_) | Command::MulticonnClient(_) => None,
             Command::Bench(args) => Some(args.target.threads()),
+        }
+    }
+
+    /// The subcommand's names, for usage errors (`["bench", "app"]`).
+    pub fn path(&self) -> Vec<&'static str> {
+        match self {
+            Command::AppServer(_) => vec!["app-server"],
+            Command::AppClient(_) => vec!["app-client"],
+            Command::EchoServer(_) => vec!["echo-server"],
+            Command::EchoClient(_) => vec!["echo-client"],
+            Command::MulticonnServer(_) => vec!["multiconn-server"],
+            Command::MulticonnClient(_) => vec!["multiconn-client"],
+            Command::Resolve(_) => vec!["resolve"],
+            Command::Connect(_) => vec!["connect"],
+            Command::Bench(args) => vec!["bench", args.target.name()],
         }
     }
 }
@@ -122,25 +161,29 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     result
 }
 
-/// A command line that parses but does not make sense; exits with status 2 like clap's own errors.
+/// A command line that parses but does not make sense (a bad positional
+/// that clap could not check); reported like clap's own errors, exit 2.
 #[derive(Debug)]
 pub struct UsageError(pub String);
 
 impl std::fmt::Display for UsageError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} (see --help)", self.0)
+        f.write_str(&self.0)
     }
 }
 
 impl std::error::Error for UsageError {}
 
-/// Parses a duration given in seconds, with decimals allowed (`60`, `0.5`).
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    Duration::try_from_secs_f64(seconds).map_err(|_| format!("{text:?} is not a non-negative number of seconds"))
+/// Reports a usage error the way clap reports its own, with the
+/// subcommand's usage, and exits with status 2.
+pub fn exit_with_usage_error(path: &[&str], error: &UsageError) -> ! {
+    let mut command = Cli::command();
+    command.build();
+    let mut sub = &mut command;
+    for name in path {
+        sub = sub.find_subcommand_mut(name).expect("the path names a subcommand");
+    }
+    sub.error(clap::error::ErrorKind::ValueValidation, &error.0).exit()
 }
 
 /// Writes one line to stdout, reporting (rather than panicking on) a closed pipe.
@@ -156,16 +199,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seconds_parse_with_decimals_and_reject_nonsense() {
-        assert_eq!(parse_seconds("60"), Ok(Duration::from_secs(60)));
-        assert_eq!(parse_seconds("0.25"), Ok(Duration::from_millis(250)));
-        assert!(parse_seconds("-1").unwrap_err().contains("non-negative"));
-        assert!(parse_seconds("soon").unwrap_err().contains("not a number"));
-    }
-
-    #[test]
     fn cli_definition_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
     }
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
@@ -10,20 +10,21 @@ use clap::Args;
 use sockets::client::multiconn::{self, GUIDE_MESSAGES};
 
 use super::target::TargetArgs;
-use super::{UsageError, parse_seconds, print_line};
+use super::{UsageError, print_line};
+
+/// Most connections one run opens.
+const MAX_CONNECTIONS: usize = 100_000;
 
 #[derive(Debug, Args)]
 pub struct MulticonnClientArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// How many connections to open at once.
+    /// How many connections to open at once (1 to 100000).
+    #[arg(value_name = "NUM_CONNECTIONS")]
     pub num_connections: Option<String>,
     /// A message each connection sends (repeat for several) [default: the guide's two].
     #[arg(long, value_name = "TEXT")]
     pub message: Vec<String>,
-    /// Limit for each connection: connecting, and getting its whole echo back.
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
-    pub timeout: Duration,
     /// Print only the summary and failures, not every connection's progress.
     #[arg(long)]
     pub summary: bool,
@@ -33,12 +34,16 @@ pub async fn run(args: MulticonnClientArgs) -> Result<ExitCode> {
     let (endpoint, rest) = args.target.split([args.num_connections.clone()], 1)?;
     let count_text = rest
         .first()
-        .ok_or_else(|| UsageError("NUM_CONNECTIONS is required".into()))?;
-    let count: usize = count_text.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
-        UsageError(format!(
-            "NUM_CONNECTIONS must be a positive whole number, got {count_text:?}"
-        ))
-    })?;
+        .ok_or_else(|| UsageError("the following required arguments were not provided: <NUM_CONNECTIONS>".into()))?;
+    let count: usize = count_text
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_CONNECTIONS).contains(n))
+        .ok_or_else(|| {
+            UsageError(format!(
+                "invalid value '{count_text}' for '<NUM_CONNECTIONS>': not a whole number from 1 to {MAX_CONNECTIONS}"
+            ))
+        })?;
     let messages: Vec<Vec<u8>> = if args.message.is_empty() {
         GUIDE_MESSAGES.iter().map(|m| m.to_vec()).collect()
     } else {
@@ -52,7 +57,7 @@ pub async fn run(args: MulticonnClientArgs) -> Result<ExitCode> {
         })
     };
     let started = Instant::now();
-    let outcomes = multiconn::run(&endpoint, count, &messages, args.timeout, say).await;
+    let outcomes = multiconn::run(&endpoint, count, &messages, args.target.timeout(), say).await;
     let elapsed = started.elapsed();
     let mut echoed = 0;
     let mut failed = 0;

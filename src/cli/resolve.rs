@@ -6,8 +6,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
-use sockets::transport::connect::strip_brackets;
+use sockets::escape::Escaped;
 use sockets::transport::resolve::{Hints, getaddrinfo, getnameinfo};
+use sockets::transport::strip_brackets;
 
 use super::{UsageError, print_line};
 
@@ -17,6 +18,7 @@ pub struct ResolveArgs {
     #[arg(required_unless_present = "reverse")]
     pub host: Option<String>,
     /// Port to put in the addresses.
+    #[arg(value_parser = super::args::parse_port)]
     pub port: Option<u16>,
     /// Reverse lookup: the name of this address (getnameinfo).
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["host", "port"])]
@@ -51,7 +53,8 @@ pub async fn run(args: ResolveArgs) -> Result<ExitCode> {
         let info = tokio::task::spawn_blocking(move || getnameinfo(ip, 0))
             .await?
             .with_context(|| format!("cannot find a name for {ip}"))?;
-        print_line(&info.host)?;
+        // Names come from DNS, which anyone can write: escape them.
+        print_line(&Escaped::str(&info.host).to_string())?;
         return Ok(ExitCode::SUCCESS);
     }
     let host = args.host.expect("clap requires HOST without --reverse");
@@ -80,7 +83,7 @@ pub async fn run(args: ResolveArgs) -> Result<ExitCode> {
             info.protocol_name(),
             info.canonical_name
                 .as_deref()
-                .map_or_else(|| "''".to_string(), |n| format!("'{n}'")),
+                .map_or_else(|| "''".to_string(), |n| format!("'{}'", Escaped::str(n))),
             info.addr
         ))?;
     }

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -10,41 +9,64 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use sockets::server::{self, DEFAULT_MAX_CONNECTIONS, ServerConfig, Service};
+use sockets::server::budget::{DEFAULT_MAX_BUFFERED_BYTES, InputBudget};
+use sockets::server::{
+    self, ConnectionHandler, ConnectionLimits, DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS, ServerConfig,
+};
 use sockets::transport::listen::DEFAULT_BACKLOG;
-use sockets::transport::unix::UnixSocketListener;
+use sockets::transport::unix::{SocketFileOptions, UnixSocketListener};
 use sockets::transport::{self, DEFAULT_HOST, DEFAULT_PORT};
 
-use super::{parse_seconds, print_line};
+use super::args::{Limit, parse_limit, parse_mode, parse_port};
+use super::print_line;
+use super::signals::cancel_on_signal;
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// Address to listen on: an IP address or name; "" for every IPv4
     /// interface, "::" for every interface (IPv4 too, where the OS allows).
-    #[arg(default_value = DEFAULT_HOST)]
+    #[arg(value_name = "HOST", default_value = DEFAULT_HOST)]
     pub host: String,
     /// Port to listen on; 0 picks a free one (printed on stdout).
-    #[arg(default_value_t = DEFAULT_PORT)]
+    #[arg(value_name = "PORT", default_value_t = DEFAULT_PORT, value_parser = parse_port)]
     pub port: u16,
     /// Listen on this Unix socket path instead of HOST PORT. A stale socket
-    /// file is replaced; the file is removed on shutdown.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["host", "port"])]
+    /// file is replaced, a live one refused; the file is removed on shutdown
+    /// if it is still ours.
+    #[arg(short = 'U', long, value_name = "PATH", conflicts_with_all = ["host", "port"])]
     pub unix: Option<PathBuf>,
-    /// Most connections served at once; further clients wait in the listen backlog.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
-    pub max_connections: usize,
-    /// Close a connection that makes no progress for this long (0 = never).
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_seconds)]
-    pub idle_timeout: Duration,
-    /// On Ctrl-C/SIGTERM, wait this long for open connections to finish.
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_seconds)]
-    pub shutdown_timeout: Duration,
-    /// Listen backlog: connections the kernel queues before we accept them.
-    #[arg(long, value_name = "N", default_value_t = DEFAULT_BACKLOG)]
+    /// With --unix: the socket file's permissions, in octal (e.g. 660), set
+    /// before any client can connect.
+    #[arg(long, value_name = "OCTAL", requires = "unix", value_parser = parse_mode)]
+    pub unix_mode: Option<u32>,
+    /// Most connections served at once (1 to 10000000); further clients wait
+    /// in the listen backlog.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_MAX_CONNECTIONS as u64,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_MAX_CONNECTIONS as u64)
+    )]
+    pub max_connections: u64,
+    /// Close a connection that sends nothing for this long between requests,
+    /// or takes none of our output for this long (0 = never).
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_limit)]
+    pub idle_timeout: Limit,
+    /// On Ctrl-C/SIGTERM, how long open connections get to finish (0 = as long as they need).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_limit)]
+    pub shutdown_timeout: Limit,
+    /// Listen backlog (1 to 65535): connections the kernel queues before we
+    /// accept them (capped by net.core.somaxconn).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = DEFAULT_BACKLOG,
+        value_parser = clap::value_parser!(u32).range(1..=65535)
+    )]
     pub backlog: u32,
-    /// Worker threads (default: one per CPU core).
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    /// Runtime worker threads, 1 to 1024 (default: one per CPU core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub threads: Option<u64>,
 }
 
 /// A bound stream listener of either kind.
@@ -54,18 +76,32 @@ pub enum Listener {
 }
 
 impl ServerArgs {
-    /// The limits for [`server::run`].
-    pub fn config(&self) -> ServerConfig {
-        let idle_timeout = if self.idle_timeout.is_zero() {
-            Duration::MAX
-        } else {
-            self.idle_timeout
-        };
+    /// Worker threads asked for; `None` for one per core.
+    pub fn threads(&self) -> Option<usize> {
+        self.threads.map(|n| n as usize)
+    }
+
+    /// The limits for [`server::run`], with the input budget given.
+    pub fn config(&self, request_timeout: Limit, max_buffered_bytes: usize) -> ServerConfig {
         ServerConfig {
-            max_connections: self.max_connections,
-            idle_timeout,
-            shutdown_timeout: self.shutdown_timeout,
+            max_connections: self.max_connections as usize,
+            limits: ConnectionLimits {
+                idle_timeout: self.idle_timeout.0,
+                request_timeout: request_timeout.0,
+            },
+            shutdown_timeout: self.shutdown_timeout.0,
+            input_budget: InputBudget::new(max_buffered_bytes),
         }
+    }
+
+    /// [`ServerArgs::config`] for servers without requests (echo).
+    pub fn stream_config(&self) -> ServerConfig {
+        self.config(Limit(None), DEFAULT_MAX_BUFFERED_BYTES)
+    }
+
+    /// The options for a Unix socket file.
+    pub fn socket_file(&self) -> SocketFileOptions {
+        SocketFileOptions { mode: self.unix_mode }
     }
 
     /// Binds the stream listener, announces it, and arranges for
@@ -73,7 +109,7 @@ impl ServerArgs {
     pub async fn listen(&self) -> Result<(Listener, CancellationToken)> {
         raise_open_file_limit();
         let listener = match &self.unix {
-            Some(path) => Listener::Unix(UnixSocketListener::bind(path)?),
+            Some(path) => Listener::Unix(UnixSocketListener::bind(path, self.backlog, self.socket_file())?),
             None => Listener::Tcp(transport::bind_tcp(&self.host, self.port, self.backlog).await?),
         };
         let shown = match &listener {
@@ -82,15 +118,21 @@ impl ServerArgs {
             }
             Listener::Unix(unix) => format!("unix:{}", unix.path().display()),
         };
-        Ok((listener, announce(&shown)?))
+        Ok((listener, announce(&shown)))
     }
 
-    /// Serves `service` on `listener` until shutdown completes.
-    pub async fn serve<S: Service>(&self, listener: Listener, service: S, shutdown: CancellationToken) {
-        let service = Arc::new(service);
+    /// Serves `handler` on `listener` with `config` until shutdown completes.
+    pub async fn serve<H: ConnectionHandler>(
+        &self,
+        listener: Listener,
+        config: ServerConfig,
+        handler: H,
+        shutdown: CancellationToken,
+    ) {
+        let handler = Arc::new(handler);
         match listener {
-            Listener::Tcp(tcp) => server::run(tcp, self.config(), service, shutdown).await,
-            Listener::Unix(unix) => server::run(unix, self.config(), service, shutdown).await,
+            Listener::Tcp(tcp) => server::run(tcp, config, handler, shutdown).await,
+            Listener::Unix(unix) => server::run(unix, config, handler, shutdown).await,
         }
         info!("Server stopped");
     }
@@ -98,12 +140,18 @@ impl ServerArgs {
 
 /// Logs and prints (as stdout's first line) where the server listens, and
 /// installs the signal handler whose token stops it.
-pub fn announce(shown: &str) -> Result<CancellationToken> {
+///
+/// A closed stdout (`sockets app-server | true`) does not stop the server:
+/// the address is a courtesy to scripts, the server's job is to serve. The
+/// failure is logged, and the address is in the log line too.
+pub fn announce(shown: &str) -> CancellationToken {
+    if let Err(error) = print_line(shown) {
+        warn!("Could not print the address on stdout ({error:#}); serving anyway");
+    }
     info!("Listening on {shown}");
-    print_line(shown)?;
     let shutdown = CancellationToken::new();
-    server::cancel_on_signal(shutdown.clone());
-    Ok(shutdown)
+    cancel_on_signal(shutdown.clone());
+    shutdown
 }
 
 fn raise_open_file_limit() {

@@ -1,25 +1,36 @@
-//! Client positionals: `HOST PORT ...`, or just `...` with `--unix PATH`.
+//! What every client shares: where to connect (`HOST PORT`, or `--unix
+//! PATH`) and how long to wait (`--timeout`).
 //!
 //! clap cannot make two leading positionals disappear when a flag is given,
-//! so clients declare them all as optional strings and split them here.
+//! so clients declare them as optional strings and split them here; each
+//! client's usage line (`override_usage`) shows both forms, with HOST and
+//! PORT as required. A bad port reads as it does for servers (same parser).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 use sockets::transport::Endpoint;
 
 use super::UsageError;
+use super::args::{Limit, parse_limit, parse_port};
 
-/// Where a client connects: HOST PORT, or a Unix socket.
+/// Where a client connects, and its time limit.
 #[derive(Debug, Args)]
 pub struct TargetArgs {
-    /// Server host name or address (omit with --unix).
+    /// Server host name or address (left out with --unix).
+    #[arg(value_name = "HOST")]
     pub host: Option<String>,
-    /// Server port (omit with --unix).
+    /// Server port (left out with --unix).
+    #[arg(value_name = "PORT")]
     pub port: Option<String>,
     /// Connect to this Unix socket path instead of HOST PORT.
-    #[arg(long, value_name = "PATH")]
+    #[arg(short = 'U', long, value_name = "PATH")]
     pub unix: Option<PathBuf>,
+    /// Limit on each wait for the server: connecting, and each wait for a
+    /// reply or for more of one (0 = no limit).
+    #[arg(short = 'w', long, value_name = "SECONDS", default_value = "10", value_parser = parse_limit)]
+    pub timeout: Limit,
 }
 
 impl TargetArgs {
@@ -31,6 +42,11 @@ impl TargetArgs {
     ) -> Result<(Endpoint, Vec<String>), UsageError> {
         let positionals = [self.host.clone(), self.port.clone()].into_iter().chain(rest);
         split_endpoint(self.unix.clone(), positionals, max_rest)
+    }
+
+    /// The time limit (`None`: no limit).
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout.0
     }
 }
 
@@ -45,21 +61,22 @@ pub fn split_endpoint(
     let endpoint = match unix {
         Some(path) => Endpoint::Unix(path),
         None => {
-            let host = positionals
-                .pop_front()
-                .ok_or_else(|| UsageError("HOST and PORT are required (or --unix PATH)".into()))?;
+            let host = positionals.pop_front().ok_or_else(|| {
+                UsageError(
+                    "the following required arguments were not provided: <HOST> <PORT> (or --unix <PATH>)".into(),
+                )
+            })?;
             let port = positionals
                 .pop_front()
-                .ok_or_else(|| UsageError("PORT is required after HOST".into()))?;
-            let port = port
-                .parse()
-                .map_err(|_| UsageError(format!("PORT must be a number from 0 to 65535, got {port:?}")))?;
+                .ok_or_else(|| UsageError("the following required arguments were not provided: <PORT>".into()))?;
+            let port = parse_port(&port)
+                .map_err(|reason| UsageError(format!("invalid value '{port}' for '<PORT>': {reason}")))?;
             Endpoint::Inet { host, port }
         }
     };
     if positionals.len() > max_rest {
         let extra: Vec<String> = positionals.into_iter().skip(max_rest).collect();
-        return Err(UsageError(format!("unexpected argument(s): {}", extra.join(" "))));
+        return Err(UsageError(format!("unexpected argument '{}' found", extra.join(" "))));
     }
     Ok((endpoint, positionals.into()))
 }
@@ -96,19 +113,17 @@ mod tests {
             split_endpoint(None, some(&[]), 1)
                 .unwrap_err()
                 .0
-                .contains("HOST and PORT are required")
+                .contains("<HOST> <PORT> (or --unix <PATH>)")
         );
-        assert!(
-            split_endpoint(None, some(&["h", "http"]), 1)
-                .unwrap_err()
-                .0
-                .contains("got \"http\"")
+        assert_eq!(
+            split_endpoint(None, some(&["h", "http"]), 1).unwrap_err().0,
+            "invalid value 'http' for '<PORT>': 'http' is not a port number (0 to 65535)"
         );
         assert!(
             split_endpoint(Some("/s".into()), some(&["a", "b"]), 1)
                 .unwrap_err()
                 .0
-                .contains("unexpected argument(s): b")
+                .contains("unexpected argument 'b' found")
         );
     }
 }

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use tracing::trace;
+
+use super::shown;
+use crate::deadline::within;
 use crate::display_duration;
 use crate::transport::datagram::{AsyncDatagramIo, recv_truncating};
 
@@ -33,23 +37,24 @@ pub enum EchoError {
 /// # Errors
 /// [`EchoError::Io`], [`EchoError::Stalled`], or [`EchoError::ClosedEarly`]
 /// when the server stops before echoing everything.
-pub async fn echo_stream<S>(stream: S, payload: &[u8], timeout: Duration) -> Result<Vec<u8>, EchoError>
+pub async fn echo_stream<S>(stream: S, payload: &[u8], timeout: Option<Duration>) -> Result<Vec<u8>, EchoError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut reader, mut writer) = tokio::io::split(stream);
+    trace!("Sending {}", shown(payload));
     let send = async {
         for chunk in payload.chunks(CHUNK) {
-            within(timeout, writer.write_all(chunk)).await?;
+            progress(timeout, writer.write_all(chunk)).await?;
         }
-        within(timeout, writer.shutdown()).await
+        progress(timeout, writer.shutdown()).await
     };
     let receive = async {
         let mut received = Vec::with_capacity(payload.len());
         let mut buf = vec![0u8; CHUNK.min(payload.len().max(1))];
         while received.len() < payload.len() {
             let wanted = (payload.len() - received.len()).min(buf.len());
-            match within(timeout, reader.read(&mut buf[..wanted])).await? {
+            match progress(timeout, reader.read(&mut buf[..wanted])).await? {
                 0 => {
                     return Err(EchoError::ClosedEarly {
                         received: received.len(),
@@ -62,6 +67,7 @@ where
         Ok(received)
     };
     let ((), received) = tokio::try_join!(send, receive)?;
+    trace!("Received {}", shown(&received));
     Ok(received)
 }
 
@@ -76,7 +82,7 @@ where
 pub async fn echo_datagram<S>(
     socket: &S,
     payload: &[u8],
-    timeout: Duration,
+    timeout: Option<Duration>,
     attempts: u32,
     buffer: usize,
 ) -> Result<Vec<u8>, EchoError>
@@ -85,23 +91,31 @@ where
 {
     let mut buf = vec![0u8; buffer];
     for attempt in 1..=attempts.max(1) {
+        trace!("Sending datagram {}", shown(payload));
         socket.send(payload).await?;
-        match tokio::time::timeout(timeout, recv_truncating(socket, &mut buf)).await {
-            Ok(Ok((len, full_len))) if full_len > len => return Err(EchoError::Truncated { len: full_len, buffer }),
-            Ok(Ok((len, _))) => return Ok(buf[..len].to_vec()),
-            Ok(Err(error)) => return Err(EchoError::Io(error)),
-            Err(_) => tracing::debug!("no reply to attempt {attempt} within {}", display_duration(timeout)),
+        match within(timeout, recv_truncating(socket, &mut buf)).await {
+            Some(Ok((len, full_len))) if full_len > len => return Err(EchoError::Truncated { len: full_len, buffer }),
+            Some(Ok((len, _))) => {
+                trace!("Received datagram {}", shown(&buf[..len]));
+                return Ok(buf[..len].to_vec());
+            }
+            Some(Err(error)) => return Err(EchoError::Io(error)),
+            None => tracing::debug!(
+                "no reply to attempt {attempt} within {}",
+                display_duration(timeout.unwrap_or_default())
+            ),
         }
     }
     Err(EchoError::NoReply {
         attempts: attempts.max(1),
-        timeout,
+        timeout: timeout.unwrap_or_default(),
     })
 }
 
-async fn within<T>(timeout: Duration, io: impl Future<Output = std::io::Result<T>>) -> Result<T, EchoError> {
-    match tokio::time::timeout(timeout, io).await {
-        Ok(result) => Ok(result?),
-        Err(_) => Err(EchoError::Stalled(timeout)),
+/// Runs stream I/O that must make progress within `timeout`.
+async fn progress<T>(timeout: Option<Duration>, io: impl Future<Output = std::io::Result<T>>) -> Result<T, EchoError> {
+    match within(timeout, io).await {
+        Some(result) => Ok(result?),
+        None => Err(EchoError::Stalled(timeout.unwrap_or_default())),
     }
 }

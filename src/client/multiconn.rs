@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
+use crate::deadline::within_io;
 use crate::python_repr::BytesRepr;
 use crate::transport::{Endpoint, connect_stream};
 
@@ -29,7 +30,7 @@ pub async fn run(
     endpoint: &Endpoint,
     count: usize,
     messages: &[Vec<u8>],
-    timeout: Duration,
+    timeout: Option<Duration>,
     say: Arc<dyn Fn(String) + Send + Sync>,
 ) -> Vec<Outcome> {
     let messages: Arc<[Vec<u8>]> = messages.into();
@@ -53,21 +54,22 @@ async fn one_connection(
     id: usize,
     endpoint: &Endpoint,
     messages: &[Vec<u8>],
-    timeout: Duration,
+    timeout: Option<Duration>,
     say: &(dyn Fn(String) + Send + Sync),
 ) -> Result<usize, String> {
     say(format!("Starting connection {id} to {endpoint}"));
     let mut stream = connect_stream(endpoint, timeout).await.map_err(|e| e.to_string())?;
     let expected: Vec<u8> = messages.concat();
+    // Each wait on the server is bounded by `timeout`.
     let exchange = async {
         for message in messages {
             say(format!("Sending {} to connection {id}", BytesRepr(message)));
-            stream.write_all(message).await?;
+            within_io(timeout, stream.write_all(message)).await?;
         }
         let mut received = Vec::with_capacity(expected.len());
         let mut buf = [0u8; 1024];
         while received.len() < expected.len() {
-            let n = stream.read(&mut buf).await?;
+            let n = within_io(timeout, stream.read(&mut buf)).await?;
             if n == 0 {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
@@ -83,11 +85,7 @@ async fn one_connection(
         }
         Ok(received)
     };
-    let received = match tokio::time::timeout(timeout, exchange).await {
-        Ok(Ok(received)) => received,
-        Ok(Err(error)) => return Err(error.to_string()),
-        Err(_) => return Err(format!("no complete echo within {}", crate::display_duration(timeout))),
-    };
+    let received = exchange.await.map_err(|error| error.to_string())?;
     say(format!("Closing connection {id}"));
     if received != expected {
         return Err(format!(

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use tracing::trace;
+
+use super::shown;
+use crate::deadline::within_io;
 use crate::transport::datagram::{AsyncDatagramIo, recv_truncating};
 
 /// Largest datagram read from input or the socket.
@@ -12,12 +16,20 @@ const DATAGRAM_MAX: usize = 64 * 1024;
 
 /// Copies `input` to `stream` and `stream` to `output` concurrently. When
 /// `input` ends, our side is half-closed and output continues until the peer
-/// closes; the relay ends when the peer closes, whether or not input has
-/// ended. Returns (bytes sent, bytes received).
+/// closes, each wait for it bounded by `timeout` (while the user is still
+/// typing, the server may stay quiet as long as it likes). The relay ends
+/// when the peer closes, whether or not input has ended. Returns (bytes
+/// sent, bytes received).
 ///
 /// # Errors
-/// The first I/O error on either direction.
-pub async fn relay_stream<S, I, O>(stream: S, mut input: I, mut output: O) -> std::io::Result<(u64, u64)>
+/// The first I/O error on either direction; `TimedOut` when the peer sends
+/// nothing for `timeout` after input ended.
+pub async fn relay_stream<S, I, O>(
+    stream: S,
+    mut input: I,
+    mut output: O,
+    timeout: Option<Duration>,
+) -> std::io::Result<(u64, u64)>
 where
     S: AsyncRead + AsyncWrite + Unpin,
     I: AsyncRead + Unpin,
@@ -29,27 +41,25 @@ where
         to_peer.shutdown().await?;
         Ok::<u64, std::io::Error>(sent)
     };
-    let download = async {
-        let mut received = 0u64;
-        let mut buf = vec![0u8; 16 * 1024];
-        loop {
-            let n = from_peer.read(&mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            // Flush every chunk: an interactive user wants to see replies at once.
-            output.write_all(&buf[..n]).await?;
-            output.flush().await?;
-            received += n as u64;
-        }
-        Ok::<u64, std::io::Error>(received)
-    };
-    tokio::pin!(upload, download);
+    tokio::pin!(upload);
     let mut sent = None;
+    let mut received = 0u64;
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
+        let wait = if sent.is_some() { timeout } else { None };
         tokio::select! {
             result = &mut upload, if sent.is_none() => sent = Some(result?),
-            result = &mut download => return Ok((sent.unwrap_or(0), result?)),
+            read = within_io(wait, from_peer.read(&mut buf)) => {
+                let n = read?;
+                if n == 0 {
+                    return Ok((sent.unwrap_or(0), received));
+                }
+                trace!("Received {}", shown(&buf[..n]));
+                // Flush every chunk: an interactive user wants to see replies at once.
+                output.write_all(&buf[..n]).await?;
+                output.flush().await?;
+                received += n as u64;
+            }
         }
     }
 }

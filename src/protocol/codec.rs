@@ -22,6 +22,8 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio_util::codec::{Decoder, Encoder};
 
+use crate::escape::clip;
+
 use super::json::{plain_json_string, starts_as_object, write_python_json};
 use super::json_str::JsonStr;
 use super::{
@@ -150,14 +152,14 @@ fn parse_any_header(json: &[u8]) -> Result<HeaderFields, ProtocolError> {
         Some(value) => value.as_u64().ok_or_else(|| ProtocolError::BadHeaderValue {
             key: "content-length",
             expected: "a non-negative integer",
-            got: value.to_string(),
+            got: clip(&value.to_string()),
         })?,
     };
     let byteorder = required_str("byteorder", wire.byteorder)?;
     let byteorder = ByteOrder::from_name(&byteorder).ok_or_else(|| ProtocolError::BadHeaderValue {
         key: "byteorder",
         expected: "\"little\" or \"big\"",
-        got: format!("{byteorder:?}"),
+        got: clip(&format!("{byteorder:?}")),
     })?;
     let content_type = intern(&required_str("content-type", wire.content_type)?);
     let content_encoding = intern(&required_str("content-encoding", wire.content_encoding)?);
@@ -289,14 +291,6 @@ impl Encoder<&Message> for MessageCodec {
         dst[start..start + PROTO_HEADER_LEN].copy_from_slice(&header_len_u16.to_be_bytes());
         dst.extend_from_slice(&message.content);
         Ok(())
-    }
-}
-
-impl Encoder<Message> for MessageCodec {
-    type Error = ProtocolError;
-
-    fn encode(&mut self, message: Message, dst: &mut BytesMut) -> Result<(), ProtocolError> {
-        self.encode(&message, dst)
     }
 }
 

@@ -18,6 +18,8 @@ use std::borrow::Cow;
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::escape::clip;
+
 pub use codec::MessageCodec;
 
 /// Size of the proto-header: the big-endian length of the JSON header.
@@ -153,7 +155,7 @@ fn decode_text<'a>(bytes: &'a [u8], encoding: &str) -> Result<Cow<'a, str>, Prot
         Cow::Owned(encoding.trim().to_ascii_lowercase().replace('_', "-"))
     };
     let not_decodable = |reason: String| ProtocolError::ContentNotDecodable {
-        encoding: encoding.to_owned(),
+        encoding: clip(encoding),
         reason,
     };
     match normalized.as_ref() {
@@ -170,7 +172,7 @@ fn decode_text<'a>(bytes: &'a [u8], encoding: &str) -> Result<Cow<'a, str>, Prot
         "latin-1" | "latin1" | "iso-8859-1" | "iso8859-1" => {
             Ok(Cow::Owned(bytes.iter().map(|&b| char::from(b)).collect()))
         }
-        _ => Err(ProtocolError::UnsupportedEncoding(encoding.to_owned())),
+        _ => Err(ProtocolError::UnsupportedEncoding(clip(encoding))),
     }
 }
 

@@ -1,5 +1,6 @@
 //! Client-side connection set-up: resolve a name, race its addresses
-//! (Happy Eyeballs, RFC 8305), or open a Unix socket.
+//! (Happy Eyeballs, RFC 8305), or open a Unix socket. Every limit is an
+//! `Option<Duration>`: `None` waits as long as the system does.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -10,8 +11,10 @@ use futures_util::stream::FuturesUnordered;
 use tokio::net::{TcpStream, UdpSocket, UnixStream};
 use tokio_util::either::Either;
 
-use super::{Endpoint, TransportError};
-use crate::display_duration;
+use super::datagram::AsyncDatagramIo;
+use super::unix::BoundUnixDatagram;
+use super::{Endpoint, TransportError, strip_brackets};
+use crate::deadline::within_io;
 
 /// How long an attempt runs alone before the next address is tried alongside
 /// it (RFC 8305 §5 recommends 250 ms).
@@ -24,7 +27,7 @@ pub type Stream = Either<TcpStream, UnixStream>;
 ///
 /// # Errors
 /// As [`connect_tcp`], or [`TransportError::ConnectUnix`].
-pub async fn connect_stream(endpoint: &Endpoint, timeout: Duration) -> Result<Stream, TransportError> {
+pub async fn connect_stream(endpoint: &Endpoint, timeout: Option<Duration>) -> Result<Stream, TransportError> {
     match endpoint {
         Endpoint::Inet { host, port } => connect_tcp(host, *port, timeout).await.map(Either::Left),
         Endpoint::Unix(path) => connect_unix(path, timeout).await.map(Either::Right),
@@ -35,15 +38,13 @@ pub async fn connect_stream(endpoint: &Endpoint, timeout: Duration) -> Result<St
 ///
 /// # Errors
 /// [`TransportError::ConnectUnix`] when nothing listens at `path` or time runs out.
-pub async fn connect_unix(path: &Path, timeout: Duration) -> Result<UnixStream, TransportError> {
-    let error = |source| TransportError::ConnectUnix {
-        path: path.to_owned(),
-        source,
-    };
-    match tokio::time::timeout(timeout, UnixStream::connect(path)).await {
-        Ok(result) => result.map_err(error),
-        Err(_) => Err(error(timed_out(timeout))),
-    }
+pub async fn connect_unix(path: &Path, timeout: Option<Duration>) -> Result<UnixStream, TransportError> {
+    within_io(timeout, UnixStream::connect(path))
+        .await
+        .map_err(|source| TransportError::ConnectUnix {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Resolves `host` and connects to `port`, racing its addresses as RFC 8305
@@ -55,7 +56,7 @@ pub async fn connect_unix(path: &Path, timeout: Duration) -> Result<UnixStream, 
 /// [`TransportError::Resolve`]/[`TransportError::NoAddresses`] when the name
 /// does not resolve; [`TransportError::Connect`] listing each address and its
 /// failure when none accepted.
-pub async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, TransportError> {
+pub async fn connect_tcp(host: &str, port: u16, timeout: Option<Duration>) -> Result<TcpStream, TransportError> {
     let host = strip_brackets(host);
     let addrs = resolve(host, port, timeout).await?;
     connect_any(&addrs, timeout)
@@ -70,18 +71,12 @@ pub async fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<Tcp
 /// the first that succeeds, or every address's failure.
 pub async fn connect_any(
     addrs: &[SocketAddr],
-    timeout: Duration,
+    timeout: Option<Duration>,
 ) -> Result<TcpStream, Vec<(SocketAddr, std::io::Error)>> {
     let mut waiting = interleave_families(addrs).into_iter();
     let mut attempts = FuturesUnordered::new();
     let mut failures = Vec::new();
-    let attempt = |addr: SocketAddr| async move {
-        let result = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(result) => result,
-            Err(_) => Err(timed_out(timeout)),
-        };
-        (addr, result)
-    };
+    let attempt = |addr: SocketAddr| async move { (addr, within_io(timeout, TcpStream::connect(addr)).await) };
     loop {
         if attempts.is_empty() {
             match waiting.next() {
@@ -116,7 +111,7 @@ pub async fn connect_any(
 /// # Errors
 /// As [`connect_tcp`] for names; [`TransportError::Connect`] when no socket
 /// can be opened toward any address.
-pub async fn connect_udp(host: &str, port: u16, timeout: Duration) -> Result<UdpSocket, TransportError> {
+pub async fn connect_udp(host: &str, port: u16, timeout: Option<Duration>) -> Result<UdpSocket, TransportError> {
     let host = strip_brackets(host);
     let mut failures = Vec::new();
     for addr in resolve(host, port, timeout).await? {
@@ -159,13 +154,9 @@ pub fn interleave_families(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
     ordered
 }
 
-async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketAddr>, TransportError> {
-    let addrs: Vec<SocketAddr> = tokio::time::timeout(timeout, tokio::net::lookup_host((host, port)))
+async fn resolve(host: &str, port: u16, timeout: Option<Duration>) -> Result<Vec<SocketAddr>, TransportError> {
+    let addrs: Vec<SocketAddr> = within_io(timeout, tokio::net::lookup_host((host, port)))
         .await
-        .map_err(|_| TransportError::Resolve {
-            host: host.to_owned(),
-            source: timed_out(timeout),
-        })?
         .map_err(|source| TransportError::Resolve {
             host: host.to_owned(),
             source,
@@ -177,16 +168,49 @@ async fn resolve(host: &str, port: u16, timeout: Duration) -> Result<Vec<SocketA
     Ok(addrs)
 }
 
-/// `[::1]` → `::1`: users paste bracketed IPv6 addresses from URLs and logs.
-pub fn strip_brackets(host: &str) -> &str {
-    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+/// A connected datagram socket of either kind: UDP, or a Unix datagram
+/// socket bound at a temporary path so the server can answer it.
+#[derive(Debug)]
+pub enum DatagramConnection {
+    Udp(UdpSocket),
+    Unix(BoundUnixDatagram),
 }
 
-fn timed_out(after: Duration) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::TimedOut,
-        format!("timed out after {}", display_duration(after)),
-    )
+/// Opens a datagram socket connected to `endpoint`.
+///
+/// # Errors
+/// As [`connect_udp`] or [`BoundUnixDatagram::connect_from_temp`].
+pub async fn connect_datagram(
+    endpoint: &Endpoint,
+    timeout: Option<Duration>,
+) -> Result<DatagramConnection, TransportError> {
+    match endpoint {
+        Endpoint::Inet { host, port } => connect_udp(host, *port, timeout).await.map(DatagramConnection::Udp),
+        Endpoint::Unix(path) => BoundUnixDatagram::connect_from_temp(path).map(DatagramConnection::Unix),
+    }
+}
+
+impl AsyncDatagramIo for DatagramConnection {
+    async fn readable_io<R>(&self, io: impl FnMut() -> std::io::Result<R> + Send) -> std::io::Result<R> {
+        match self {
+            DatagramConnection::Udp(socket) => socket.readable_io(io).await,
+            DatagramConnection::Unix(bound) => bound.socket.readable_io(io).await,
+        }
+    }
+
+    fn sock_ref(&self) -> socket2::SockRef<'_> {
+        match self {
+            DatagramConnection::Udp(socket) => socket.sock_ref(),
+            DatagramConnection::Unix(bound) => bound.socket.sock_ref(),
+        }
+    }
+
+    async fn send(&self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            DatagramConnection::Udp(socket) => socket.send(buf).await,
+            DatagramConnection::Unix(bound) => bound.socket.send(buf).await,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -212,7 +236,9 @@ mod tests {
             .unwrap(); // closed at once
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let open = listener.local_addr().unwrap();
-        let stream = connect_any(&[refusing, open], Duration::from_secs(5)).await.unwrap();
+        let stream = connect_any(&[refusing, open], Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
         assert_eq!(stream.peer_addr().unwrap(), open);
     }
 
@@ -235,7 +261,9 @@ mod tests {
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let open = listener.local_addr().unwrap();
-        let stream = connect_any(&[silent, open], Duration::from_secs(5)).await.unwrap();
+        let stream = connect_any(&[silent, open], Some(Duration::from_secs(5)))
+            .await
+            .unwrap();
         assert_eq!(stream.peer_addr().unwrap(), open);
     }
 
@@ -249,7 +277,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let failures = connect_any(&[a, b], Duration::from_secs(5)).await.unwrap_err();
+        let failures = connect_any(&[a, b], Some(Duration::from_secs(5))).await.unwrap_err();
         let tried: Vec<SocketAddr> = failures.iter().map(|(addr, _)| *addr).collect();
         assert_eq!(tried, vec![a, b]);
         assert!(

@@ -8,6 +8,7 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::hash::Hash;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
@@ -37,7 +38,7 @@ impl<A> Received<A> {
 /// What the echo server needs from a datagram socket.
 pub trait DatagramSocket: Send + Sync {
     /// The sender's address, as the socket hands it back for replies.
-    type Addr: Clone + Debug + Send + Sync;
+    type Addr: Clone + Debug + Eq + Hash + Send + Sync;
 
     /// Receives one datagram, reporting its real length.
     ///
@@ -45,11 +46,18 @@ pub trait DatagramSocket: Send + Sync {
     /// Cancel safe: a datagram is either received whole or left queued.
     fn recv_from(&self, buf: &mut [u8]) -> impl Future<Output = io::Result<Received<Self::Addr>>> + Send;
 
-    /// Sends one datagram to `to`.
-    fn send_to(&self, buf: &[u8], to: &Self::Addr) -> impl Future<Output = io::Result<usize>> + Send;
+    /// Sends one datagram to `to` if that can be done at once; a full
+    /// queue is `WouldBlock`, never a wait.
+    fn try_send_to(&self, buf: &[u8], to: &Self::Addr) -> io::Result<usize>;
+
+    /// The address this socket is bound to.
+    fn local(&self) -> io::Result<Self::Addr>;
 
     /// The sender's address for logs; `None` if it cannot be answered.
     fn peer(addr: &Self::Addr) -> Option<PeerAddr>;
+
+    /// The address's port, for transports that have ports.
+    fn port(addr: &Self::Addr) -> Option<u16>;
 }
 
 /// `recv_from` with `MSG_TRUNC` on a socket2 reference.
@@ -58,6 +66,15 @@ fn recv_from_truncating(socket: SockRef<'_>, buf: &mut [u8]) -> io::Result<(usiz
     let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
     let (full_len, addr) = socket.recv_from_with_flags(uninit, libc::MSG_TRUNC)?;
     Ok((full_len.min(buf.len()), full_len, addr))
+}
+
+/// Sends one datagram straight to the (non-blocking) socket. Not through
+/// tokio's `try_send_to`: that one answers `WouldBlock` from a cached
+/// readiness flag, and after one peer's full queue has cleared the flag,
+/// replies to every other peer would be refused too until the stuck peer
+/// reads. The kernel knows per destination; ask it each time.
+fn send_now(socket: SockRef<'_>, buf: &[u8], to: &socket2::SockAddr) -> io::Result<usize> {
+    socket.send_to(buf, to)
 }
 
 /// `recv` with `MSG_TRUNC` on a connected socket: (bytes in `buf`, datagram length).
@@ -128,12 +145,20 @@ impl DatagramSocket for UdpSocket {
         Ok(Received { len, full_len, from })
     }
 
-    async fn send_to(&self, buf: &[u8], to: &SocketAddr) -> io::Result<usize> {
-        UdpSocket::send_to(self, buf, to).await
+    fn try_send_to(&self, buf: &[u8], to: &SocketAddr) -> io::Result<usize> {
+        send_now(self.sock_ref(), buf, &socket2::SockAddr::from(*to))
+    }
+
+    fn local(&self) -> io::Result<SocketAddr> {
+        self.local_addr()
     }
 
     fn peer(addr: &SocketAddr) -> Option<PeerAddr> {
         Some(PeerAddr::Tcp(canonical(*addr)))
+    }
+
+    fn port(addr: &SocketAddr) -> Option<u16> {
+        Some(addr.port())
     }
 }
 
@@ -150,9 +175,9 @@ impl DatagramSocket for UnixDatagram {
         })
     }
 
-    async fn send_to(&self, buf: &[u8], to: &Option<PathBuf>) -> io::Result<usize> {
+    fn try_send_to(&self, buf: &[u8], to: &Option<PathBuf>) -> io::Result<usize> {
         match to {
-            Some(path) => UnixDatagram::send_to(self, buf, path).await,
+            Some(path) => send_now(self.sock_ref(), buf, &socket2::SockAddr::unix(path)?),
             None => Err(io::Error::new(
                 io::ErrorKind::AddrNotAvailable,
                 "the sender's socket is unnamed",
@@ -160,8 +185,16 @@ impl DatagramSocket for UnixDatagram {
         }
     }
 
+    fn local(&self) -> io::Result<Option<PathBuf>> {
+        Ok(self.local_addr()?.as_pathname().map(|p| p.to_owned()))
+    }
+
     fn peer(addr: &Option<PathBuf>) -> Option<PeerAddr> {
         addr.as_ref().map(|path| PeerAddr::Unix(Some(path.clone())))
+    }
+
+    fn port(_: &Option<PathBuf>) -> Option<u16> {
+        None
     }
 }
 
@@ -181,9 +214,7 @@ mod tests {
         assert!(received.truncated());
         assert_eq!(received.from, client.local_addr().unwrap());
 
-        DatagramSocket::send_to(&server, b"whole", &received.from)
-            .await
-            .unwrap();
+        DatagramSocket::try_send_to(&server, b"whole", &received.from).unwrap();
         let mut buf = [0u8; 64];
         assert_eq!(recv_truncating(&client, &mut buf).await.unwrap(), (5, 5));
         assert_eq!(&buf[..5], b"whole");

@@ -47,7 +47,7 @@ impl Acceptor for TcpListener {
 /// set up (port in use, address not local, no permission).
 pub async fn bind_tcp(host: &str, port: u16, backlog: u32) -> Result<TcpListener, TransportError> {
     let addr = resolve_listen_addr(host, port).await?;
-    let bind_error = |source| TransportError::Bind { addr, source };
+    let bind_error = |error| TransportError::Bind { addr, error };
     let socket = bound_socket(addr, Type::STREAM, Protocol::TCP).map_err(bind_error)?;
     // Responses are written whole, so Nagle's delay only ever adds latency.
     // Set on the listener, accepted sockets inherit it: one system call per
@@ -59,22 +59,27 @@ pub async fn bind_tcp(host: &str, port: u16, backlog: u32) -> Result<TcpListener
 }
 
 /// Opens a UDP socket on `host:port`; the host is read as for [`bind_tcp`].
+/// A port another socket holds is refused, as for TCP: UDP has no
+/// TIME_WAIT to step over, and `SO_REUSEADDR` would let a second server
+/// bind the port silently and take its traffic.
 ///
 /// # Errors
 /// As [`bind_tcp`].
 pub async fn bind_udp(host: &str, port: u16) -> Result<UdpSocket, TransportError> {
     let addr = resolve_listen_addr(host, port).await?;
-    let bind_error = |source| TransportError::Bind { addr, source };
+    let bind_error = |error| TransportError::Bind { addr, error };
     let socket = bound_socket(addr, Type::DGRAM, Protocol::UDP).map_err(bind_error)?;
     UdpSocket::from_std(socket.into()).map_err(bind_error)
 }
 
-/// A non-blocking socket bound to `addr` with `SO_REUSEADDR`, dual-stack when
-/// `addr` is the IPv6 wildcard.
+/// A non-blocking socket bound to `addr`, dual-stack when `addr` is the
+/// IPv6 wildcard; with `SO_REUSEADDR` for TCP only.
 fn bound_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
-    // Lets a restarted server bind while old connections sit in TIME_WAIT.
-    socket.set_reuse_address(true)?;
+    if kind == Type::STREAM {
+        // Lets a restarted server bind while old connections sit in TIME_WAIT.
+        socket.set_reuse_address(true)?;
+    }
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         // Best effort: some systems only do IPv6 on an IPv6 socket.
         let _ = socket.set_only_v6(false);
@@ -88,7 +93,7 @@ async fn resolve_listen_addr(host: &str, port: u16) -> Result<SocketAddr, Transp
     if host.is_empty() {
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
     }
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let host = super::strip_brackets(host);
     let mut addrs = tokio::net::lookup_host((host, port))
         .await
         .map_err(|source| TransportError::Resolve {
@@ -128,6 +133,14 @@ mod tests {
             accepted.nodelay().unwrap(),
             "TCP_NODELAY was not inherited from the listener"
         );
+    }
+
+    #[tokio::test]
+    async fn a_used_udp_port_is_refused_like_tcp() {
+        let first = bind_udp("127.0.0.1", 0).await.unwrap();
+        let port = first.local_addr().unwrap().port();
+        let err = bind_udp("127.0.0.1", port).await.unwrap_err().to_string();
+        assert!(err.contains("another program is using that port"), "{err}");
     }
 
     #[tokio::test]

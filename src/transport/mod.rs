@@ -10,7 +10,10 @@ pub mod unix;
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+
+use crate::escape::Escaped;
 
 pub use connect::{connect_stream, connect_tcp};
 pub use listen::{Acceptor, bind_tcp};
@@ -33,7 +36,8 @@ impl fmt::Display for PeerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeerAddr::Tcp(addr) => write!(f, "{addr}"),
-            PeerAddr::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            // A client chooses its own socket's path: it is peer-supplied text.
+            PeerAddr::Unix(Some(path)) => write!(f, "unix:{}", Escaped(path.as_os_str().as_bytes())),
             PeerAddr::Unix(None) => f.write_str("unix:(unnamed)"),
         }
     }
@@ -57,6 +61,11 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// `[::1]` → `::1`: users paste bracketed IPv6 addresses from URLs and logs.
+pub fn strip_brackets(host: &str) -> &str {
+    host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host)
+}
+
 /// Turns an IPv4 client seen through a dual-stack IPv6 socket
 /// (`[::ffff:127.0.0.1]:5000`) back into the address users know (`127.0.0.1:5000`).
 pub fn canonical(addr: SocketAddr) -> SocketAddr {
@@ -64,25 +73,34 @@ pub fn canonical(addr: SocketAddr) -> SocketAddr {
 }
 
 /// Why a socket could not be set up.
+///
+/// Where an I/O error is the `source`, the message does not repeat it:
+/// `{:#}` (as `main` prints errors) shows each cause once. `Bind` keeps its
+/// cause in the message instead, because the hint must follow it.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
-    #[error("cannot resolve {host:?}: {source}")]
+    #[error("cannot resolve {host:?}")]
     Resolve { host: String, source: std::io::Error },
     #[error("{host:?} resolved to no addresses")]
     NoAddresses { host: String },
-    #[error("cannot listen on {addr}: {source}{hint}", hint = bind_hint(.source))]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {addr}: {error}{hint}", hint = bind_hint(.error))]
+    Bind { addr: SocketAddr, error: std::io::Error },
     #[error("cannot connect to {target}: {}", describe_failures(.failures))]
     Connect {
         target: String,
         failures: Vec<(SocketAddr, std::io::Error)>,
     },
-    #[error("cannot connect to unix:{}: {source}", .path.display())]
+    #[error("cannot connect to unix:{}", .path.display())]
     ConnectUnix { path: PathBuf, source: std::io::Error },
-    #[error("cannot listen on unix:{}: {source}", .path.display())]
+    #[error("cannot listen on unix:{}", .path.display())]
     BindUnix { path: PathBuf, source: std::io::Error },
     #[error("another server is already listening on unix:{} (stop it, or pick another path)", .path.display())]
     UnixPathInUse { path: PathBuf },
+    #[error(
+        "cannot tell whether a server owns unix:{}, so it is left alone (remove it if it is stale, or pick another path)",
+        .path.display()
+    )]
+    UnixPathUnknown { path: PathBuf, source: std::io::Error },
     #[error("unix:{} exists and is not a socket (remove it, or pick another path)", .path.display())]
     UnixPathNotSocket { path: PathBuf },
 }

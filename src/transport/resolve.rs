@@ -163,8 +163,9 @@ impl fmt::Display for NameInfo {
     }
 }
 
-/// Calls `getnameinfo` on `ip:port` with `NI_NAMEREQD`, so that an address
-/// with no name is an error rather than the address echoed back. Blocking.
+/// Calls `getnameinfo` on `ip:port` without `NI_NAMEREQD`: an address with
+/// no name comes back in numeric form, as Python's `socket.getnameinfo`
+/// gives it. Blocking.
 ///
 /// # Errors
 /// [`ResolveError`] with the resolver's message.
@@ -181,7 +182,7 @@ pub fn getnameinfo(ip: IpAddr, port: u16) -> Result<NameInfo, ResolveError> {
             host.len() as libc::socklen_t,
             service.as_mut_ptr(),
             service.len() as libc::socklen_t,
-            libc::NI_NAMEREQD,
+            0,
         )
     };
     if code != 0 {
@@ -230,5 +231,12 @@ mod tests {
     fn reverse_lookup_of_loopback() {
         let info = getnameinfo("127.0.0.1".parse().unwrap(), 0).unwrap();
         assert_eq!(info.host, "localhost");
+    }
+
+    #[test]
+    fn an_address_without_a_name_comes_back_numeric() {
+        // 192.0.2.0/24 is TEST-NET-1: documentation only, never named.
+        let info = getnameinfo("192.0.2.55".parse().unwrap(), 0).unwrap();
+        assert_eq!(info.host, "192.0.2.55");
     }
 }

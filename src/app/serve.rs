@@ -1,0 +1,133 @@
+//! The application on a connection: read a request, answer it, repeat
+//! (docs/PROTOCOL.md §5–§6). Buffers, deadlines, backpressure, the input
+//! budget and shutdown belong to the [`Driver`]; this loop only decides what
+//! each request gets, and what a client hears before its connection is
+//! closed for a fault of its own.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tracing::{Level, enabled};
+
+use super::{AppError, SearchTable, respond};
+use crate::escape::Escaped;
+use crate::limited;
+use crate::protocol::{Message, MessageCodec, ProtocolError};
+use crate::python_repr::BytesRepr;
+use crate::server::driver::{Driver, End, FramedDecoder};
+use crate::server::log_limit::REQUEST_LINES;
+use crate::server::{CloseReason, Connection, ConnectionHandler};
+use crate::transport::PeerAddr;
+
+/// Serves the guide's application protocol.
+#[derive(Debug, Clone)]
+pub struct AppHandler {
+    pub table: Arc<SearchTable>,
+    pub max_content_len: usize,
+    /// Close after the first response, as the guide's server does.
+    pub one_shot: bool,
+}
+
+impl FramedDecoder for MessageCodec {
+    fn is_mid_message(&self) -> bool {
+        MessageCodec::is_mid_message(self)
+    }
+}
+
+impl ConnectionHandler for AppHandler {
+    async fn handle<S>(&self, connection: Connection<S>) -> CloseReason
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            stream,
+            peer,
+            shutdown,
+            limits,
+            budget,
+        } = connection;
+        let codec = MessageCodec::new().with_max_content_len(self.max_content_len);
+        let mut driver = Driver::new(stream, codec, limits, shutdown, budget);
+        let reason = loop {
+            match driver.next_request().await {
+                Ok(request) => {
+                    log_request(&request, &peer);
+                    let (response, _outcome) = respond(&self.table, &request);
+                    queue(&mut driver, &response, &peer);
+                    if self.one_shot {
+                        break CloseReason::ResponseSent;
+                    }
+                }
+                Err(end) => {
+                    if let Some(error) = farewell(&end) {
+                        queue(&mut driver, &error.to_message(), &peer);
+                    }
+                    break end.into();
+                }
+            }
+        };
+        driver.close(reason).await
+    }
+}
+
+/// What the client is told before a connection closes for its own fault.
+fn farewell(end: &End<ProtocolError>) -> Option<AppError> {
+    match end {
+        End::Decode(error) => Some(AppError::BadFrame(error.to_string())),
+        End::RequestTimeout(after) => Some(AppError::RequestTimeout(*after)),
+        End::Evicted(evicted) => Some(AppError::OverBudget(*evicted)),
+        _ => None,
+    }
+}
+
+fn queue<S>(driver: &mut Driver<S, MessageCodec>, response: &Message, peer: &PeerAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    if enabled!(Level::TRACE) {
+        limited!(
+            REQUEST_LINES,
+            TRACE,
+            "Sending response to {peer}: {} {}",
+            response.content_type,
+            BytesRepr(&response.content)
+        );
+    }
+    // Our responses' headers are a few dozen bytes: encoding cannot exceed the u16.
+    driver.queue(response).expect("responses encode");
+}
+
+/// One line per request (capped), quoting what the client sent escaped and cut.
+fn log_request(request: &Message, peer: &PeerAddr) {
+    if request.is_json() {
+        limited!(
+            REQUEST_LINES,
+            INFO,
+            "Received request {} from {peer}",
+            Escaped(&request.content)
+        );
+    } else {
+        limited!(
+            REQUEST_LINES,
+            INFO,
+            "Received binary request ({} bytes, {}) from {peer}",
+            request.content.len(),
+            Escaped::str(&request.content_type)
+        );
+    }
+    limited!(
+        REQUEST_LINES,
+        DEBUG,
+        "Request header from {peer}: byteorder {:?}, content-type {}, content-encoding {}, content-length {}",
+        request.byteorder,
+        Escaped::str(&request.content_type),
+        Escaped::str(&request.content_encoding),
+        request.content.len()
+    );
+    limited!(
+        REQUEST_LINES,
+        TRACE,
+        "Request content from {peer}: {}",
+        BytesRepr(&request.content[..request.content.len().min(crate::escape::LOG_VALUE_LIMIT)])
+    );
+}

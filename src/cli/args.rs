@@ -1,0 +1,102 @@
+//! Value parsers every subcommand shares, so a flag that means the same
+//! thing reads, defaults and fails the same way everywhere. Every number has
+//! a range, checked by clap before anything runs (exit status 2).
+
+use std::time::Duration;
+
+/// Longest time any flag accepts: a year. Longer is a typo, and would
+/// overflow deadlines.
+pub const MAX_SECONDS: u64 = 365 * 24 * 3600;
+
+/// A time limit in seconds; 0 means no limit. Every timeout flag uses this,
+/// so `--timeout 0` and `--idle-timeout 0` mean the same thing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit(pub Option<Duration>);
+
+/// Parses a [`Limit]: seconds with decimals allowed (`60`, `0.5`), 0 = no limit.
+pub fn parse_limit(text: &str) -> Result<Limit, String> {
+    let seconds = parse_seconds(text)?;
+    Ok(Limit((!seconds.is_zero()).then_some(seconds)))
+}
+
+/// Parses a duration that must be more than zero (`bench -d`).
+pub fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
+    let seconds = parse_seconds(text)?;
+    if seconds.is_zero() {
+        return Err(format!("'{text}' must be more than 0 seconds"));
+    }
+    Ok(seconds)
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !(0.0..=MAX_SECONDS as f64).contains(&seconds) {
+        return Err(format!("'{text}' is not between 0 and {MAX_SECONDS} seconds"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// Parses a port: a number from 0 to 65535. Servers and clients share it,
+/// so a bad port reads the same everywhere.
+pub fn parse_port(text: &str) -> Result<u16, String> {
+    text.parse()
+        .map_err(|_| format!("'{text}' is not a port number (0 to 65535)"))
+}
+
+/// Parses a file mode in octal (`660`, `0o600`, `0600`).
+pub fn parse_mode(text: &str) -> Result<u32, String> {
+    let digits = text.strip_prefix("0o").unwrap_or(text);
+    u32::from_str_radix(digits, 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| format!("'{text}' is not a file mode in octal, 0 to 777"))
+}
+
+/// Parses a rate in requests per second: more than 0.001 (one request every
+/// 17 minutes), at most 100 million.
+pub fn parse_rate(text: &str) -> Result<f64, String> {
+    let rate: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of requests per second"))?;
+    if !(0.001..=1e8).contains(&rate) {
+        return Err(format!(
+            "'{text}' is not between 0.001 and 100000000 requests per second"
+        ));
+    }
+    Ok(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_parse_with_decimals_and_reject_nonsense() {
+        assert_eq!(parse_limit("60"), Ok(Limit(Some(Duration::from_secs(60)))));
+        assert_eq!(parse_limit("0.25"), Ok(Limit(Some(Duration::from_millis(250)))));
+        assert_eq!(parse_limit("0"), Ok(Limit(None)), "0 means no limit");
+        assert!(parse_limit("-1").unwrap_err().contains("between 0 and"));
+        assert!(parse_limit("1e19").unwrap_err().contains("between 0 and"));
+        assert!(parse_limit("NaN").unwrap_err().contains("between 0 and"));
+        assert!(parse_limit("soon").unwrap_err().contains("not a number"));
+        assert!(parse_positive_seconds("0").unwrap_err().contains("more than 0"));
+    }
+
+    #[test]
+    fn ports_modes_and_rates_have_ranges() {
+        assert_eq!(parse_port("65535"), Ok(65535));
+        assert_eq!(
+            parse_port("70000").unwrap_err(),
+            "'70000' is not a port number (0 to 65535)"
+        );
+        assert_eq!(parse_mode("660"), Ok(0o660));
+        assert_eq!(parse_mode("0o600"), Ok(0o600));
+        assert!(parse_mode("999").is_err() && parse_mode("1777").is_err());
+        assert!(parse_rate("1e-300").is_err());
+        assert_eq!(parse_rate("250"), Ok(250.0));
+    }
+}

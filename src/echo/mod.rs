@@ -1,0 +1,116 @@
+//! The echo tier: every byte a client sends comes back, over streams (TCP,
+//! Unix) and datagrams (UDP, Unix datagram).
+//!
+//! A stream connection reads a chunk and writes it back before reading again,
+//! so at most one buffer per connection is in flight: a client that sends
+//! without reading fills its socket buffers, our write waits, and we stop
+//! reading from it (backpressure), up to the idle timeout. Idle connections
+//! hold no buffer; bulk transfers get large reads while the server-wide input
+//! budget has room.
+//!
+//! Datagrams are where an echo server can hurt others: see [`datagram`].
+
+pub mod datagram;
+
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::deadline::{sleep_for, within};
+use crate::limited;
+use crate::python_repr::BytesRepr;
+use crate::server::log_limit::REQUEST_LINES;
+use crate::server::{CloseReason, Connection, ConnectionHandler, close_gracefully};
+
+/// Size of the in-task array that takes small reads.
+const SMALL_READ: usize = 512;
+/// First heap buffer of a connection once it sends in bulk.
+const INITIAL_BUFFER: usize = 16 * 1024;
+/// Largest read buffer of a connection: what one client can hold in memory.
+pub const MAX_BUFFER: usize = 256 * 1024;
+
+/// Echoes streams.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EchoHandler;
+
+impl ConnectionHandler for EchoHandler {
+    async fn handle<S>(&self, connection: Connection<S>) -> CloseReason
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection {
+            mut stream,
+            peer,
+            shutdown,
+            limits,
+            mut budget,
+        } = connection;
+        let idle = limits.idle_timeout;
+        // Small reads land in an array inside the task, so an idle or chatty
+        // connection holds no heap buffer. A read that fills the array switches
+        // to a heap buffer that doubles while reads keep filling it (a bulk
+        // transfer), up to MAX_BUFFER, and is released when traffic turns small.
+        // The heap buffer is charged to the input budget; when the budget is
+        // short, the connection keeps echoing through the small array.
+        let mut small = [0u8; SMALL_READ];
+        let mut bulk = BytesMut::new();
+        let mut draining = false;
+        let reason = loop {
+            let bulk_mode = bulk.capacity() > 0;
+            let read = async {
+                if bulk_mode {
+                    stream.read_buf(&mut bulk).await
+                } else {
+                    stream.read(&mut small).await
+                }
+            };
+            let read = if draining {
+                // Shutting down: echo what has arrived, wait for nothing more.
+                match read.now_or_never() {
+                    Some(read) => read,
+                    None => break CloseReason::Shutdown,
+                }
+            } else {
+                tokio::select! {
+                    read = read => read,
+                    () = shutdown.cancelled() => {
+                        draining = true;
+                        continue;
+                    }
+                    () = sleep_for(idle) => break CloseReason::IdleTimeout(idle.unwrap_or_default()),
+                }
+            };
+            let n = match read {
+                Ok(0) => break CloseReason::PeerClosed,
+                Ok(n) => n,
+                Err(error) => return CloseReason::Io(error),
+            };
+            let data = if bulk_mode { &bulk[..] } else { &small[..n] };
+            limited!(
+                REQUEST_LINES,
+                DEBUG,
+                "Echoing {n} bytes to {peer}: {}",
+                BytesRepr(&data[..n.min(64)])
+            );
+            match within(idle, stream.write_all(data)).await {
+                None => return CloseReason::WriteStalled(idle.unwrap_or_default()),
+                Some(Err(error)) => return CloseReason::Io(error),
+                Some(Ok(())) => {}
+            }
+            if bulk_mode {
+                let capacity = bulk.capacity();
+                bulk.clear();
+                if n == capacity && capacity < MAX_BUFFER && budget.try_set(capacity * 2) {
+                    bulk.reserve(capacity * 2);
+                } else if n < SMALL_READ {
+                    bulk = BytesMut::new();
+                    budget.try_set(0);
+                }
+            } else if n == SMALL_READ && budget.try_set(INITIAL_BUFFER) {
+                bulk.reserve(INITIAL_BUFFER);
+            }
+        };
+        close_gracefully(&mut stream, &reason).await;
+        reason
+    }
+}

@@ -1,0 +1,320 @@
+//! A server-wide budget for the bytes of unfinished requests held in memory.
+//!
+//! Each connection holds at most one message of input, bounded by the
+//! content limit; but many slow clients each holding an almost-complete
+//! 1 MiB message add up (10,000 of them are 10 GiB). So every connection
+//! charges what its input buffer holds to one [`InputBudget`]. When a charge
+//! takes the total past the limit, the connections holding the most are
+//! chosen ("evicted"): each is told through its [`BudgetShare`], answers its
+//! client with an error naming the limit, and closes, which gives its bytes
+//! back. This is Redis's `maxmemory-clients` policy applied to input.
+//!
+//! The common case costs nothing: a connection whose requests arrive whole
+//! holds no input between reads, so its charge stays zero and touches no
+//! shared state. Only holders of at least [`TRACKED_FROM`] bytes are kept in
+//! the (locked) list of eviction candidates.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// Default server-wide limit on buffered unfinished-request bytes.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 * 1024 * 1024;
+/// Connections holding at least this many bytes are eviction candidates.
+pub const TRACKED_FROM: usize = 64 * 1024;
+
+/// The shared budget.
+#[derive(Debug)]
+pub struct InputBudget {
+    max: usize,
+    used: AtomicUsize,
+    /// Bytes held by connections already told to close, not yet given back:
+    /// not counted again when choosing whom else to evict.
+    leaving: AtomicUsize,
+    candidates: Mutex<HashMap<u64, Arc<Holder>>>,
+    next_id: AtomicU64,
+}
+
+/// One connection's side of the budget, shared with the candidate list.
+#[derive(Debug, Default)]
+struct Holder {
+    held: AtomicUsize,
+    evicted: AtomicBool,
+    /// What was added to `leaving` when chosen, taken back on drop.
+    leaving: AtomicUsize,
+    notify: Notify,
+}
+
+/// A connection's share of the budget. Dropping it gives its bytes back.
+#[derive(Debug)]
+pub struct BudgetShare {
+    budget: Arc<InputBudget>,
+    id: u64,
+    holder: Arc<Holder>,
+    held: usize,
+    tracked: bool,
+}
+
+/// This connection was chosen to close because the budget ran out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Evicted {
+    /// What this connection held when chosen.
+    pub held: usize,
+    /// The server-wide limit.
+    pub limit: usize,
+}
+
+impl InputBudget {
+    /// A budget of `max` bytes for the whole server.
+    pub fn new(max: usize) -> Arc<InputBudget> {
+        Arc::new(InputBudget {
+            max,
+            used: AtomicUsize::new(0),
+            leaving: AtomicUsize::new(0),
+            candidates: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+        })
+    }
+
+    /// A share for a new connection, holding nothing.
+    pub fn share(self: &Arc<Self>) -> BudgetShare {
+        BudgetShare {
+            budget: Arc::clone(self),
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            holder: Arc::new(Holder::default()),
+            held: 0,
+            tracked: false,
+        }
+    }
+
+    /// Bytes held right now across the server.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// The limit.
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Chooses connections to close, largest first, until what is left
+    /// fits. `asker` is the connection whose charge went over: if the
+    /// candidates do not free enough, it is chosen too.
+    fn evict_for(&self, asker: &Holder) {
+        let candidates = self.candidates.lock().expect("budget lock is never poisoned");
+        let mut excess = self
+            .used()
+            .saturating_sub(self.leaving.load(Ordering::Relaxed))
+            .saturating_sub(self.max);
+        if excess == 0 {
+            return;
+        }
+        let mut by_size: Vec<&Arc<Holder>> = candidates
+            .values()
+            .filter(|holder| !holder.evicted.load(Ordering::Relaxed))
+            .collect();
+        by_size.sort_unstable_by_key(|holder| std::cmp::Reverse(holder.held.load(Ordering::Relaxed)));
+        for holder in by_size {
+            if excess == 0 {
+                return;
+            }
+            excess = excess.saturating_sub(self.choose(holder));
+        }
+        if excess > 0 && !asker.evicted.load(Ordering::Relaxed) {
+            self.choose(asker);
+        }
+    }
+
+    /// Marks `holder` evicted and wakes it; returns the bytes it will give back.
+    fn choose(&self, holder: &Holder) -> usize {
+        holder.evicted.store(true, Ordering::Relaxed);
+        let held = holder.held.load(Ordering::Relaxed);
+        holder.leaving.store(held, Ordering::Relaxed);
+        self.leaving.fetch_add(held, Ordering::Relaxed);
+        holder.notify.notify_one();
+        held
+    }
+}
+
+impl BudgetShare {
+    /// Records that the connection now holds `held` bytes of input.
+    ///
+    /// # Errors
+    /// [`Evicted`] if this connection has been chosen to close (now, or
+    /// earlier by another connection's charge).
+    pub fn set(&mut self, held: usize) -> Result<(), Evicted> {
+        if held != self.held {
+            if held > self.held {
+                self.budget.used.fetch_add(held - self.held, Ordering::Relaxed);
+            } else {
+                self.budget.used.fetch_sub(self.held - held, Ordering::Relaxed);
+            }
+            let grew = held > self.held;
+            self.held = held;
+            self.holder.held.store(held, Ordering::Relaxed);
+            self.track(held >= TRACKED_FROM);
+            if grew && self.budget.used() > self.budget.max {
+                self.budget.evict_for(&self.holder);
+            }
+        }
+        self.check()
+    }
+
+    /// Charges `held` bytes only if the server-wide total stays within the
+    /// limit, never evicting anyone: for memory that is an optimisation (the
+    /// echo server's bulk buffer), not a necessity. Returns whether the share
+    /// now holds `held`; giving bytes back always succeeds.
+    pub fn try_set(&mut self, held: usize) -> bool {
+        let budget = &self.budget;
+        if held <= self.held {
+            budget.used.fetch_sub(self.held - held, Ordering::Relaxed);
+        } else {
+            let added = held - self.held;
+            let before = budget.used.fetch_add(added, Ordering::Relaxed);
+            if before + added > budget.max {
+                budget.used.fetch_sub(added, Ordering::Relaxed);
+                return false;
+            }
+        }
+        self.held = held;
+        self.holder.held.store(held, Ordering::Relaxed);
+        true
+    }
+
+    /// Whether this connection has been chosen to close.
+    ///
+    /// # Errors
+    /// [`Evicted`] when it has.
+    pub fn check(&self) -> Result<(), Evicted> {
+        if self.holder.evicted.load(Ordering::Relaxed) {
+            Err(Evicted {
+                held: self.held,
+                limit: self.budget.max,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Resolves when this connection is chosen to close.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a wake-up that arrives while nobody waits is kept.
+    pub async fn evicted(&self) -> Evicted {
+        loop {
+            if let Err(evicted) = self.check() {
+                return evicted;
+            }
+            self.holder.notify.notified().await;
+        }
+    }
+
+    fn track(&mut self, wanted: bool) {
+        if wanted == self.tracked {
+            return;
+        }
+        let mut candidates = self.budget.candidates.lock().expect("budget lock is never poisoned");
+        if wanted {
+            candidates.insert(self.id, Arc::clone(&self.holder));
+        } else {
+            candidates.remove(&self.id);
+        }
+        self.tracked = wanted;
+    }
+}
+
+impl Drop for BudgetShare {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.held, Ordering::Relaxed);
+        self.budget
+            .leaving
+            .fetch_sub(self.holder.leaving.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.track(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn under_the_limit_nobody_is_evicted() {
+        let budget = InputBudget::new(1000);
+        let mut a = budget.share();
+        let mut b = budget.share();
+        a.set(400).unwrap();
+        b.set(500).unwrap();
+        assert_eq!(budget.used(), 900);
+        a.set(0).unwrap();
+        assert_eq!(budget.used(), 500);
+        drop(b);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn the_largest_holders_are_evicted_first() {
+        let budget = InputBudget::new(3 * TRACKED_FROM);
+        let mut big = budget.share();
+        let mut middle = budget.share();
+        let mut asker = budget.share();
+        big.set(2 * TRACKED_FROM).unwrap();
+        middle.set(TRACKED_FROM).unwrap();
+        // Going over by a little evicts only the largest, not the asker.
+        asker.set(1000).unwrap();
+        assert_eq!(
+            big.check(),
+            Err(Evicted {
+                held: 2 * TRACKED_FROM,
+                limit: 3 * TRACKED_FROM
+            })
+        );
+        assert!(middle.check().is_ok());
+        // Until the evicted one leaves, its bytes are not counted against others.
+        asker.set(2000).unwrap();
+        assert!(middle.check().is_ok());
+        drop(big);
+        assert_eq!(budget.used(), TRACKED_FROM + 2000);
+    }
+
+    #[test]
+    fn with_no_large_holders_the_asker_is_evicted() {
+        let budget = InputBudget::new(1000);
+        let mut small = budget.share();
+        let mut asker = budget.share();
+        small.set(600).unwrap();
+        assert!(asker.set(600).is_err());
+        assert!(small.check().is_ok(), "small holders are not candidates");
+    }
+
+    #[test]
+    fn optional_charges_fit_or_are_refused_without_evicting() {
+        let budget = InputBudget::new(TRACKED_FROM);
+        let mut holder = budget.share();
+        holder.set(TRACKED_FROM - 100).unwrap();
+        let mut echo = budget.share();
+        assert!(echo.try_set(100));
+        assert!(!echo.try_set(200), "would go over");
+        assert!(holder.check().is_ok(), "nobody evicted");
+        assert_eq!(budget.used(), TRACKED_FROM);
+        assert!(echo.try_set(0));
+        assert_eq!(budget.used(), TRACKED_FROM - 100);
+    }
+
+    #[tokio::test]
+    async fn an_evicted_connection_is_woken() {
+        let budget = InputBudget::new(TRACKED_FROM);
+        let mut big = budget.share();
+        big.set(TRACKED_FROM).unwrap();
+        let mut asker = budget.share();
+        let wait = tokio::spawn(async move { big.evicted().await });
+        tokio::task::yield_now().await;
+        asker.set(10).unwrap();
+        let evicted = tokio::time::timeout(std::time::Duration::from_secs(5), wait)
+            .await
+            .expect("woken")
+            .unwrap();
+        assert_eq!(evicted.held, TRACKED_FROM);
+    }
+}

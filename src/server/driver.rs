@@ -1,0 +1,300 @@
+//! The connection driver: reads whole messages off a stream and writes
+//! responses back, for any framed protocol (a codec in, messages out).
+//!
+//! It owns everything about a connection that is not the protocol's meaning,
+//! as mini-redis's `Connection` does, so that a protocol's loop is a short
+//! read → respond → queue (see [`crate::app::serve`]):
+//!
+//! - **Batching.** [`Driver::next_request`] decodes every message already
+//!   buffered before it reads again, and writes the queued responses only
+//!   when it must wait for input: pipelined requests are answered in one write.
+//! - **Backpressure.** Once more than [`OUTPUT_HIGH_WATER`] bytes of responses
+//!   are queued they are written out before anything else is decoded; while a
+//!   client does not read, nothing more is read from it.
+//! - **Deadlines.** Between messages, the client has the idle timeout to send
+//!   a first byte; a message that has begun must arrive whole within the
+//!   request timeout (slowloris); a write that makes no progress for the idle
+//!   timeout ends the connection.
+//! - **Memory.** Input is charged to the server-wide [`InputBudget`]; an idle
+//!   connection holds no buffer at all: both are released before waiting and
+//!   the next read lands in a small array inside the task.
+//! - **Shutdown.** Once shutdown is requested, what has already arrived is
+//!   read without waiting for more and answered; a message already begun is
+//!   awaited; then the connection ends.
+//!
+//! [`InputBudget`]: super::budget::InputBudget
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::sync::CancellationToken;
+
+use super::budget::{BudgetShare, Evicted};
+use super::{CloseReason, ConnectionLimits, close_gracefully};
+use crate::deadline::{sleep_until, within};
+
+/// Unsent output above which the connection stops decoding (and so reading)
+/// until the client takes its responses.
+pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// Free space ensured in the input buffer before each read while a client is sending.
+const READ_CHUNK: usize = 4 * 1024;
+/// Size of the in-task array that takes the first read after an idle wait;
+/// large enough for a typical request.
+const FIRST_READ: usize = 512;
+
+/// A decoder that can tell whether it is in the middle of a message, so the
+/// driver knows whether the stream is between messages (idle timeout, clean
+/// EOF) or inside one (request timeout, truncation).
+pub trait FramedDecoder: Decoder {
+    /// Whether part of a message has been consumed from the buffer.
+    fn is_mid_message(&self) -> bool;
+}
+
+/// Why [`Driver::next_request`] has no request to give.
+#[derive(Debug)]
+pub enum End<E> {
+    /// The client closed between messages: every request was answered.
+    PeerClosed,
+    /// The bytes are not a valid message (including a stream that ended
+    /// inside one); the protocol may tell the client why before closing.
+    Decode(E),
+    /// No first byte of a new message within the idle timeout.
+    IdleTimeout(Duration),
+    /// A message that had begun did not arrive whole within the request timeout.
+    RequestTimeout(Duration),
+    /// The client took none of our output within the idle timeout.
+    WriteStalled(Duration),
+    /// The server-wide input budget ran out and this connection held the most.
+    Evicted(Evicted),
+    /// The server is shutting down and nothing more had arrived.
+    Shutdown,
+    /// The connection failed (reset, broken pipe, ...).
+    Io(io::Error),
+}
+
+impl<E: fmt::Display> From<End<E>> for CloseReason {
+    fn from(end: End<E>) -> CloseReason {
+        match end {
+            End::PeerClosed => CloseReason::PeerClosed,
+            End::Decode(error) => CloseReason::BadFrame(error.to_string()),
+            End::IdleTimeout(after) => CloseReason::IdleTimeout(after),
+            End::RequestTimeout(after) => CloseReason::RequestTimeout(after),
+            End::WriteStalled(after) => CloseReason::WriteStalled(after),
+            End::Evicted(evicted) => CloseReason::OverBudget(evicted),
+            End::Shutdown => CloseReason::Shutdown,
+            End::Io(error) => CloseReason::Io(error),
+        }
+    }
+}
+
+/// Reads messages from, and writes messages to, one connection.
+#[derive(Debug)]
+pub struct Driver<S, C> {
+    stream: S,
+    codec: C,
+    input: BytesMut,
+    output: BytesMut,
+    limits: ConnectionLimits,
+    shutdown: CancellationToken,
+    budget: BudgetShare,
+    /// When the message now arriving must be complete; `None` between messages.
+    message_deadline: Option<Instant>,
+}
+
+impl<S, C> Driver<S, C>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    C: FramedDecoder,
+    C::Error: fmt::Display,
+{
+    /// A driver for `stream`, decoding with `codec`.
+    pub fn new(
+        stream: S,
+        codec: C,
+        limits: ConnectionLimits,
+        shutdown: CancellationToken,
+        budget: BudgetShare,
+    ) -> Driver<S, C> {
+        Driver {
+            stream,
+            codec,
+            input: BytesMut::new(),
+            output: BytesMut::new(),
+            limits,
+            shutdown,
+            budget,
+            message_deadline: None,
+        }
+    }
+
+    /// The next message from the client. Queued responses are written
+    /// before waiting for more input.
+    ///
+    /// # Errors
+    /// [`End`] says why there is no next message.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: bytes read stay buffered, bytes written are removed from
+    /// the output, so a later call continues where this one stopped.
+    pub async fn next_request(&mut self) -> Result<C::Item, End<C::Error>> {
+        loop {
+            if self.output.len() >= OUTPUT_HIGH_WATER {
+                self.flush().await?;
+            }
+            match self.codec.decode(&mut self.input) {
+                Ok(Some(message)) => {
+                    self.message_deadline = None;
+                    return Ok(message);
+                }
+                Ok(None) => {}
+                Err(error) => return Err(End::Decode(error)),
+            }
+            // Nothing complete is buffered: send the answers so far, then wait.
+            self.flush().await?;
+            let between_messages = self.input.is_empty() && !self.codec.is_mid_message();
+            self.budget.set(self.input.len()).map_err(End::Evicted)?;
+            let read = if between_messages {
+                self.message_deadline = None;
+                self.read_first().await?
+            } else {
+                self.read_more().await?
+            };
+            if read == 0 {
+                if between_messages {
+                    return Err(End::PeerClosed);
+                }
+                return match self.codec.decode_eof(&mut self.input) {
+                    Ok(Some(message)) => Ok(message),
+                    Ok(None) => Err(End::PeerClosed),
+                    Err(error) => Err(End::Decode(error)),
+                };
+            }
+        }
+    }
+
+    /// Encodes `message` into the output; it is written by the next
+    /// [`Driver::next_request`] that has to wait, or by [`Driver::flush`].
+    ///
+    /// # Errors
+    /// The codec's error for a message it cannot encode.
+    pub fn queue<M>(&mut self, message: M) -> Result<(), <C as Encoder<M>>::Error>
+    where
+        C: Encoder<M>,
+    {
+        self.codec.encode(message, &mut self.output)
+    }
+
+    /// Writes all queued output. A write that makes no progress for the
+    /// idle timeout ends the connection.
+    ///
+    /// # Errors
+    /// [`End::WriteStalled`] or [`End::Io`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: what was written is removed from the output.
+    pub async fn flush(&mut self) -> Result<(), End<C::Error>> {
+        let stalled = self.limits.idle_timeout;
+        while !self.output.is_empty() {
+            match within(stalled, self.stream.write_buf(&mut self.output)).await {
+                None => return Err(End::WriteStalled(stalled.unwrap_or_default())),
+                Some(Ok(0)) => return Err(End::Io(io::ErrorKind::WriteZero.into())),
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(End::Io(error)),
+            }
+        }
+        // Streams that buffer (TLS) write out here; plain sockets return at once.
+        match within(stalled, self.stream.flush()).await {
+            None => Err(End::WriteStalled(stalled.unwrap_or_default())),
+            Some(result) => result.map_err(End::Io),
+        }
+    }
+
+    /// Writes what is queued and closes the connection without losing it
+    /// (see [`close_gracefully`]). Returns `reason`, or why writing failed.
+    pub async fn close(mut self, reason: CloseReason) -> CloseReason {
+        if matches!(reason, CloseReason::Io(_) | CloseReason::WriteStalled(_)) {
+            return reason;
+        }
+        if let Err(end) = self.flush().await {
+            return end.into();
+        }
+        close_gracefully(&mut self.stream, &reason).await;
+        reason
+    }
+
+    /// Reads the first bytes of the next message. What has already arrived
+    /// is taken without waiting; if nothing has, the buffers are released
+    /// and the wait happens with no heap memory held.
+    async fn read_first(&mut self) -> Result<usize, End<C::Error>> {
+        if self.input.capacity() > 0 {
+            if let Some(read) = self.stream.read_buf(&mut self.input).now_or_never() {
+                return read.map_err(End::Io);
+            }
+            self.input = BytesMut::new();
+            self.output = BytesMut::new();
+        }
+        let mut first = [0u8; FIRST_READ];
+        let idle = self.limits.idle_timeout;
+        let deadline = idle.map(|idle| Instant::now() + idle);
+        let n = loop {
+            if self.shutdown.is_cancelled() {
+                // Answer what the client sent before shutdown, wait for nothing more.
+                match self.stream.read(&mut first).now_or_never() {
+                    Some(read) => break read.map_err(End::Io)?,
+                    None => return Err(End::Shutdown),
+                }
+            }
+            tokio::select! {
+                biased;
+                read = self.stream.read(&mut first) => break read.map_err(End::Io)?,
+                () = self.shutdown.cancelled() => continue,
+                () = sleep_until(deadline) => return Err(End::IdleTimeout(idle.unwrap_or_default())),
+            }
+        };
+        self.input.reserve(READ_CHUNK);
+        self.input.extend_from_slice(&first[..n]);
+        if n == FIRST_READ {
+            // A burst (pipelined requests): take what else is already here, so
+            // the whole burst is answered with one write.
+            if let Some(more) = self.stream.read_buf(&mut self.input).now_or_never() {
+                return Ok(n + more.map_err(End::Io)?);
+            }
+        }
+        Ok(n)
+    }
+
+    /// Reads more of a message that has begun, within its deadline. A
+    /// message already begun is awaited even during shutdown.
+    async fn read_more(&mut self) -> Result<usize, End<C::Error>> {
+        // The request timeout bounds a message from its first byte; without
+        // one, the idle timeout does.
+        let (limit, is_request_limit) = match (self.limits.request_timeout, self.limits.idle_timeout) {
+            (Some(request), _) => (Some(request), true),
+            (None, idle) => (idle, false),
+        };
+        let deadline = *self
+            .message_deadline
+            .get_or_insert_with(|| limit.map_or_else(far_future, |limit| Instant::now() + limit));
+        self.input.reserve(READ_CHUNK);
+        tokio::select! {
+            biased;
+            read = self.stream.read_buf(&mut self.input) => read.map_err(End::Io),
+            evicted = self.budget.evicted() => Err(End::Evicted(evicted)),
+            () = tokio::time::sleep_until(deadline), if limit.is_some() => {
+                let limit = limit.unwrap_or_default();
+                Err(if is_request_limit { End::RequestTimeout(limit) } else { End::IdleTimeout(limit) })
+            }
+        }
+    }
+}
+
+/// A deadline that never comes, for an unlimited timeout.
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}

@@ -1,0 +1,306 @@
+//! What every server shares, whatever its protocol.
+//!
+//! ```text
+//! listen (transport)
+//!   → accept loop (here: accept, count against the limit, spawn)
+//!   → connection handler, in the spawned task:
+//!       a framed protocol drives a [`driver::Driver`] (buffers, deadlines,
+//!       backpressure, input budget); echo copies bytes
+//! ```
+//!
+//! The accept loop only accepts, counts and spawns, so nothing a client does
+//! can stall it. It knows no protocol: a [`ConnectionHandler`] serves each
+//! connection and says why it ended ([`CloseReason`]).
+//!
+//! Shutdown, when the token is cancelled:
+//! 1. stop accepting and close the listening socket, so the kernel refuses
+//!    new clients;
+//! 2. each connection sees the same token, reads what has already arrived,
+//!    answers it, and closes;
+//! 3. the server waits for them up to [`ServerConfig::shutdown_timeout`], then
+//!    returns whatever is left, so a stuck client cannot hold the process.
+
+pub mod budget;
+pub mod driver;
+pub mod log_limit;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::display_duration;
+use crate::escape::Escaped;
+use crate::limited;
+use crate::transport::{Acceptor, PeerAddr};
+use budget::{BudgetShare, Evicted, InputBudget};
+use log_limit::{CONNECTION_LINES, PEER_WARNINGS};
+
+/// Default cap on concurrently open connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+/// Largest `--max-connections` accepted: far past what one process's file
+/// descriptors allow, and far below what the semaphore can count.
+pub const MAX_MAX_CONNECTIONS: usize = 10_000_000;
+/// Default time a connection may wait between requests.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default time a request that has begun has to arrive whole.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time open connections get to finish after shutdown is requested.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause after `accept` fails for lack of file descriptors or memory: long
+/// enough not to spin, short enough to resume quickly when a connection closes.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Per-connection deadlines; `None` means no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// Longest wait for the first byte of the next request, and for a client
+    /// to take any of our output.
+    pub idle_timeout: Option<Duration>,
+    /// Longest time a request that has begun may take to arrive whole.
+    pub request_timeout: Option<Duration>,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+        }
+    }
+}
+
+/// Limits shared by every server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub max_connections: usize,
+    pub limits: ConnectionLimits,
+    /// How long open connections get to finish after shutdown; `None`: as long as they need.
+    pub shutdown_timeout: Option<Duration>,
+    /// Server-wide budget for buffered input.
+    pub input_budget: Arc<InputBudget>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            limits: ConnectionLimits::default(),
+            shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
+            input_budget: InputBudget::new(budget::DEFAULT_MAX_BUFFERED_BYTES),
+        }
+    }
+}
+
+/// One accepted connection, as a [`ConnectionHandler`] receives it.
+#[derive(Debug)]
+pub struct Connection<S> {
+    pub stream: S,
+    pub peer: PeerAddr,
+    /// Cancelled when the server shuts down: finish what was received, then close.
+    pub shutdown: CancellationToken,
+    pub limits: ConnectionLimits,
+    /// This connection's share of the server-wide input budget.
+    pub budget: BudgetShare,
+}
+
+/// What a server does with each connection: serves it until it ends, and
+/// says why it ended. (Not a tower `Service`, which maps one request to one
+/// response: this owns the whole connection.)
+pub trait ConnectionHandler: Send + Sync + 'static {
+    /// Serves one connection to its end.
+    fn handle<S>(&self, connection: Connection<S>) -> impl Future<Output = CloseReason> + Send
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+}
+
+/// Why a connection was closed: the `Closing connection` log line's reason.
+#[derive(Debug)]
+pub enum CloseReason {
+    /// The client closed its side and every request was answered.
+    PeerClosed,
+    /// One-shot mode: the one response was sent.
+    ResponseSent,
+    /// No first byte of a request within the idle timeout.
+    IdleTimeout(Duration),
+    /// A request that had begun did not arrive whole in time.
+    RequestTimeout(Duration),
+    /// The client did not read its responses within the idle timeout.
+    WriteStalled(Duration),
+    /// The client sent bytes that are not a valid message; it was told why.
+    BadFrame(String),
+    /// The server-wide input budget ran out and this connection held the most.
+    OverBudget(Evicted),
+    /// The server is shutting down and the connection had nothing pending.
+    Shutdown,
+    /// The connection failed (reset, broken pipe, ...).
+    Io(std::io::Error),
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::PeerClosed => f.write_str("client closed the connection"),
+            CloseReason::ResponseSent => f.write_str("response sent"),
+            CloseReason::IdleTimeout(after) => write!(f, "idle for {}", display_duration(*after)),
+            CloseReason::RequestTimeout(after) => {
+                write!(f, "request not completed within {}", display_duration(*after))
+            }
+            CloseReason::WriteStalled(after) => {
+                write!(f, "client read nothing for {}", display_duration(*after))
+            }
+            // The description quotes what the client sent.
+            CloseReason::BadFrame(error) => write!(f, "bad message: {}", Escaped::str(error)),
+            CloseReason::OverBudget(evicted) => write!(
+                f,
+                "input budget of {} bytes exhausted; this connection held {} bytes",
+                evicted.limit, evicted.held
+            ),
+            CloseReason::Shutdown => f.write_str("server shutting down"),
+            CloseReason::Io(error) => write!(f, "connection error: {error}"),
+        }
+    }
+}
+
+/// Accepts connections and serves each on its own task until `shutdown` is
+/// cancelled, then drains as described in the module docs.
+pub async fn run<A, H>(mut acceptor: A, config: ServerConfig, handler: Arc<H>, shutdown: CancellationToken)
+where
+    A: Acceptor,
+    H: ConnectionHandler,
+{
+    log_limit::start_reporter();
+    let permits = Arc::new(Semaphore::new(config.max_connections.clamp(1, MAX_MAX_CONNECTIONS)));
+    let tracker = TaskTracker::new();
+    let mut at_limit = false;
+    loop {
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                at_limit = false;
+                permit
+            }
+            Err(_) => {
+                if !at_limit {
+                    warn!(
+                        "Connection limit of {} reached; new clients wait in the listen backlog until a connection closes",
+                        config.max_connections
+                    );
+                    at_limit = true;
+                }
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        };
+        let accepted = tokio::select! {
+            accepted = acceptor.accept() => accepted,
+            () = shutdown.cancelled() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) if is_resource_exhaustion(&error) => {
+                limited!(
+                    PEER_WARNINGS,
+                    ERROR,
+                    "accept failed: {error}; pausing accepts for {}",
+                    display_duration(ACCEPT_BACKOFF)
+                );
+                tokio::select! {
+                    () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    () = shutdown.cancelled() => break,
+                }
+            }
+            Err(error) => {
+                // Typically ECONNABORTED: that client gave up before we got to it.
+                debug!("accept failed: {error}");
+                continue;
+            }
+        };
+        limited!(CONNECTION_LINES, INFO, "Accepted connection from {peer}");
+        let connection = Connection {
+            stream,
+            peer,
+            shutdown: shutdown.clone(),
+            limits: config.limits,
+            budget: config.input_budget.share(),
+        };
+        let handler = Arc::clone(&handler);
+        tracker.spawn(async move {
+            let peer = connection.peer.clone();
+            let reason = handler.handle(connection).await;
+            limited!(CONNECTION_LINES, INFO, "Closing connection to {peer} ({reason})");
+            drop(permit);
+        });
+    }
+    drop(acceptor);
+    tracker.close();
+    let open = tracker.len();
+    info!("Stopped accepting; waiting for {open} open connection(s) to finish");
+    let finished = match config.shutdown_timeout {
+        Some(limit) => tokio::time::timeout(limit, tracker.wait()).await.is_ok(),
+        None => {
+            tracker.wait().await;
+            true
+        }
+    };
+    if !finished {
+        warn!(
+            "{} connection(s) still open after {}; closing them",
+            tracker.len(),
+            display_duration(config.shutdown_timeout.unwrap_or_default())
+        );
+    }
+}
+
+/// `accept` errors that mean "not now" for the whole process rather than
+/// "that one client failed".
+fn is_resource_exhaustion(error: &std::io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// How long a closing connection keeps reading (and discarding) what the
+/// client still sends, so that our last response is not destroyed by a reset.
+const LINGER: Duration = Duration::from_secs(1);
+/// At most this much is read and discarded while lingering.
+const LINGER_MAX_BYTES: usize = 256 * 1024;
+
+/// Closes our side of `stream` without losing what we already wrote.
+///
+/// Closing a TCP socket that still has unread input makes the kernel send a
+/// reset, and a reset can discard our final response before the client reads
+/// it (this matters after a framing error, when the client is still sending).
+/// So: send FIN, then read and drop input until the client closes too, for at
+/// most [`LINGER`] and [`LINGER_MAX_BYTES`].
+pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, reason: &CloseReason) {
+    // The client closed first: its input is exhausted, so dropping the socket
+    // cannot reset anything, and the FIN goes out with the close.
+    if matches!(reason, CloseReason::PeerClosed) {
+        return;
+    }
+    if stream.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        // On the heap, not in the future: an array here would make every
+        // connection's task 4 KiB larger for its whole life.
+        let mut scratch = vec![0u8; 4096];
+        let mut drained = 0;
+        while drained < LINGER_MAX_BYTES {
+            match stream.read(&mut scratch).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}
