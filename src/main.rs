@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    keep_large_buffers_returnable();
     let args = cli::Cli::parse();
     cli::logging::init(args.verbose, args.quiet);
     let path = args.command.path();
@@ -20,6 +21,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Makes glibc serve every allocation of 128 KiB or more with its own
+/// mapping, returned to the system when freed. By default glibc raises that
+/// threshold after the first large free (up to 32 MiB), after which large
+/// input buffers come from the heap and are kept by the process after the
+/// connection that needed them is gone: the input budget would bound what
+/// is held, but not what the process keeps.
+fn keep_large_buffers_returnable() {
+    // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
     }
 }
 

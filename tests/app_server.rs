@@ -7,11 +7,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use sockets::app::{Answer, client_request};
+use sockets::app::{Answer, CLIENT_BINARY_TYPE, client_request};
 use sockets::protocol::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{ServerProcess, connect, encode, read_message, read_to_end, response_vector, send, step, vectors};
+use common::{STEP, ServerProcess, connect, encode, read_message, read_to_end, response_vector, send, step, vectors};
 
 fn result_of(message: &Message) -> String {
     assert!(message.is_json(), "expected a JSON response, got {message:?}");
@@ -494,4 +494,198 @@ async fn running_out_of_file_descriptors_pauses_accepts_without_dying() {
         .await
         .expect("served after the shortage");
     assert_eq!(result_of(&response), "In the caves beneath the Misty Mountains. 💍");
+}
+
+/// Issue 7, item 4: what a client sends reaches the log escaped and cut:
+/// a search value, a binary request's content-type, a bad content-encoding
+/// quoted in an error. No forged line, no raw control character.
+#[tokio::test]
+async fn issue_7_client_text_cannot_forge_log_lines() {
+    let server = start(&["-v"]);
+    let forged = "x\n2026-01-01T00:00:00.000000Z  INFO Accepted connection from 6.6.6.6:666\r\x1b[2J\0";
+    let mut stream = connect(server.addr()).await;
+    let mut buf = BytesMut::new();
+    send(&mut stream, &search(forged)).await;
+    assert_eq!(
+        result_of(&read_message(&mut stream, &mut buf).await.unwrap()),
+        format!("No match for '{forged}'.")
+    );
+    let binary = Message::binary(format!("evil/{forged}"), &b"abc"[..]);
+    send(&mut stream, &encode(&binary)).await;
+    read_message(&mut stream, &mut buf).await.unwrap();
+    let long = "y".repeat(5000);
+    send(&mut stream, &search(&long)).await;
+    read_message(&mut stream, &mut buf).await.unwrap();
+    let bad_encoding = Message {
+        content_encoding: format!("utf-9{forged}").into(),
+        ..client_request("search", "x")
+    };
+    send(&mut stream, &encode(&bad_encoding)).await;
+    let error = result_of(&read_message(&mut stream, &mut buf).await.unwrap());
+    assert!(error.starts_with("Error: unsupported content-encoding"), "{error}");
+    server.wait_for_log("Closing connection");
+    let log = server.stderr();
+    assert!(
+        !log.lines().any(|line| line.starts_with("2026-01-01")),
+        "a forged line reached the log:\n{log}"
+    );
+    assert!(
+        !log.contains(['\r', '\x1b', '\0']),
+        "a raw control character reached the log:\n{log}"
+    );
+    assert!(log.contains("\\n2026-01-01T00:00:00.000000Z"), "{log}");
+    assert!(log.contains("\\r\\x1b[2J\\0"), "{log}");
+    assert!(
+        log.contains("…(5033 bytes in all)"),
+        "a 5 KB value is cut in the log:\n{log}"
+    );
+    assert!(log.lines().all(|line| line.len() < 1200), "an uncut line:\n{log}");
+}
+
+/// Issue 7, item 5: the lines a peer causes are capped (lines and bytes a
+/// second), and the count of what was left out is logged on a timer, even
+/// when no further traffic comes.
+#[tokio::test]
+async fn issue_7_connection_lines_are_capped_and_the_rest_counted_on_a_timer() {
+    let server = start(&[]);
+    for _ in 0..600 {
+        let mut stream = connect(server.addr()).await;
+        stream.shutdown().await.unwrap();
+        read_to_end(&mut stream).await;
+    }
+    // Nothing more is sent: the report must come from the timer.
+    server.wait_for_log("connection lines not logged in the last second");
+    let log = server.stderr();
+    let accepted = log.matches("Accepted connection").count();
+    assert!(
+        accepted <= 300,
+        "{accepted} accept lines for 600 connections in a few seconds"
+    );
+}
+
+/// Issue 7, item 6: when the server-wide budget for unfinished requests
+/// runs out, the connection holding the most is told why and closed; the
+/// others finish their requests.
+#[tokio::test]
+async fn issue_7_when_buffered_input_runs_out_the_biggest_holder_is_told_and_closed() {
+    let server = start(&["--max-buffered-bytes", "1000000", "--max-content-length", "1000000"]);
+    let header = |len: usize| {
+        let mut wire = encode(&Message::binary(CLIENT_BINARY_TYPE, vec![b'b'; len]));
+        wire.truncate(wire.len() - len);
+        wire
+    };
+    let partial = |len: usize, sent: usize| [header(len), vec![b'p'; sent]].concat();
+    let mut big = connect(server.addr()).await;
+    send(&mut big, &partial(900_000, 600_000)).await;
+    let mut middle = connect(server.addr()).await;
+    send(&mut middle, &partial(500_000, 250_000)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut last = connect(server.addr()).await;
+    send(&mut last, &partial(300_000, 200_000)).await;
+    let mut buf = BytesMut::new();
+    let told = read_message(&mut big, &mut buf).await.expect("an error response");
+    assert_eq!(
+        result_of(&told),
+        "Error: the server's buffer for unfinished requests is full (limit 1000000 bytes); this connection held 900000 bytes."
+    );
+    assert!(
+        read_message(&mut big, &mut buf).await.is_none(),
+        "closed after the error"
+    );
+    // The others complete their requests and are answered.
+    send(&mut middle, &vec![b'p'; 250_000]).await;
+    send(&mut last, &vec![b'p'; 100_000]).await;
+    for stream in [&mut middle, &mut last] {
+        let response = read_message(stream, &mut BytesMut::new()).await.unwrap();
+        assert_eq!(&response.content[..], b"First 10 bytes of request: pppppppppp");
+    }
+    server.wait_for_log("(input budget of 1000000 bytes exhausted; this connection held 900000 bytes)");
+}
+
+/// Issue 7, item 6: many slow clients each holding an almost complete 1 MiB
+/// message cost no more than the budget.
+#[tokio::test]
+async fn issue_7_many_slow_partial_messages_stay_within_the_budget() {
+    let server = start(&["--max-buffered-bytes", "16000000"]);
+    let baseline = server.rss_bytes();
+    let content_len = 1024 * 1024 - 1;
+    let mut wire = encode(&Message::binary(CLIENT_BINARY_TYPE, vec![b'x'; content_len]));
+    wire.truncate(wire.len() - 1); // one byte short of complete
+    let mut holders = Vec::new();
+    for _ in 0..100 {
+        let mut stream = connect(server.addr()).await;
+        // A client evicted mid-send sees its write fail; that is the point.
+        let _ = tokio::time::timeout(STEP, stream.write_all(&wire)).await;
+        holders.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grown = server.rss_bytes().saturating_sub(baseline);
+    assert!(
+        grown < 48 * 1024 * 1024,
+        "100 MB of unfinished requests grew the server by {grown} bytes with a 16 MB budget"
+    );
+    server.wait_for_log("input budget of 16000000 bytes exhausted");
+}
+
+/// Issue 7, item 7: on SIGTERM, requests that have already arrived (here,
+/// waiting in the socket while the server is blocked on a client that reads
+/// slowly) are all answered before the connection closes.
+#[tokio::test]
+async fn issue_7_shutdown_answers_pipelined_requests_already_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("table.json");
+    let answer = "z".repeat(20_000);
+    std::fs::write(&table, serde_json::json!({ "big": answer }).to_string()).unwrap();
+    let mut server = start(&["--data", table.to_str().unwrap()]);
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&server.addr().into()).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut stream = tokio::net::TcpStream::from_std(socket.into()).unwrap();
+    const REQUESTS: usize = 1500;
+    let burst: Vec<u8> = (0..REQUESTS).flat_map(|_| search("big")).collect();
+    // Every request leaves the client; the server answers until our small
+    // buffer and its own are full, and the rest wait in its socket.
+    step("sending the burst", stream.write_all(&burst)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.terminate();
+    server.wait_for_log("shutting down gracefully");
+    let mut buf = BytesMut::new();
+    let mut answered = 0;
+    while let Some(response) = read_message(&mut stream, &mut buf).await {
+        assert_eq!(result_of(&response), answer);
+        answered += 1;
+    }
+    assert_eq!(answered, REQUESTS, "requests that had arrived were dropped at shutdown");
+    assert!(server.wait_exit().success());
+}
+
+/// Issue 7, item 9: a server whose stdout is closed (`sockets app-server |
+/// true`) keeps serving; the address is in the log, and the failure too.
+#[test]
+fn issue_7_a_server_with_a_closed_stdout_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sock");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = std::process::Command::new(common::binary())
+        .args(["app-server", "--unix", path.to_str().unwrap()])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + STEP;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "the server never listened");
+        assert!(child.try_wait().unwrap().is_none(), "the server exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = common::run_ok(&["app-client", "--unix", path.to_str().unwrap(), "search", "ring"]);
+    assert_eq!(out, "Got result: In the caves beneath the Misty Mountains. 💍\n");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Could not print the address on stdout"), "{stderr}");
 }

@@ -32,6 +32,10 @@ impl FramedDecoder for MessageCodec {
     fn is_mid_message(&self) -> bool {
         MessageCodec::is_mid_message(self)
     }
+
+    fn bytes_to_complete(&self, buffered: &[u8]) -> Option<usize> {
+        MessageCodec::bytes_to_complete(self, buffered)
+    }
 }
 
 impl ConnectionHandler for AppHandler {

@@ -145,12 +145,13 @@ impl ServerArgs {
 /// the address is a courtesy to scripts, the server's job is to serve. The
 /// failure is logged, and the address is in the log line too.
 pub fn announce(shown: &str) -> CancellationToken {
+    // Signals first: whoever reads the address may send SIGTERM at once.
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
     if let Err(error) = print_line(shown) {
         warn!("Could not print the address on stdout ({error:#}); serving anyway");
     }
     info!("Listening on {shown}");
-    let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone());
     shutdown
 }
 

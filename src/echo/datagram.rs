@@ -20,6 +20,14 @@
 //! datagram client that never reads) would otherwise stall the one loop that
 //! serves everyone. A reply that cannot be sent at once is dropped, as a
 //! network would drop it, and counted.
+//!
+//! Unix datagrams have a second trap: a reply stays charged to *our* send
+//! buffer until its receiver reads it, and the kernel does not cap the queue
+//! of a client connected to us. One client that never reads fills our buffer
+//! (about 170 small replies), and then no reply to anyone can be sent. So
+//! while more than half of our buffer is unread ([`SendBufferGuard`]), the
+//! peers that took the most since it was last nearly empty are not answered;
+//! the other half stays for everyone else.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -59,6 +67,8 @@ pub enum Dropped {
     Unnamed,
     /// The reply could not be sent at once (the peer's queue is full).
     ReplyNotSent,
+    /// The sender holds much of our send buffer with replies it has not read.
+    NotReading,
 }
 
 impl fmt::Display for Dropped {
@@ -74,6 +84,7 @@ impl fmt::Display for Dropped {
             Dropped::TooLarge(len) => write!(f, "its {len} bytes are more than the {MAX_DATAGRAM}-byte buffer"),
             Dropped::Unnamed => f.write_str("it comes from an unnamed socket, which cannot be answered"),
             Dropped::ReplyNotSent => f.write_str("the reply could not be sent at once (the sender's queue is full)"),
+            Dropped::NotReading => f.write_str("the sender has not read the replies it was sent"),
         }
     }
 }
@@ -114,6 +125,7 @@ pub async fn serve<D: DatagramSocket>(
     let local = socket.local()?;
     let mut buf = vec![0u8; MAX_DATAGRAM];
     let mut rate = PeerRate::new(config.peer_rate);
+    let mut guard = SendBufferGuard::new();
     let mut echoed = 0u64;
     let mut dropped: HashMap<DropKind, u64> = HashMap::new();
     let started = Instant::now();
@@ -136,9 +148,16 @@ pub async fn serve<D: DatagramSocket>(
                 let second = started.elapsed().as_secs();
                 (!rate.allow(&received.from, second)).then_some(Dropped::OverRate)
             })
+            .or_else(|| {
+                let unread = socket.unread_replies();
+                (!guard.allow(&received.from, unread)).then_some(Dropped::NotReading)
+            })
             .map_or_else(
                 || match socket.try_send_to(&buf[..received.len], &received.from) {
-                    Ok(_) => None,
+                    Ok(_) => {
+                        guard.sent(&received.from, received.len);
+                        None
+                    }
                     Err(error) if error.kind() == io::ErrorKind::WouldBlock => Some(Dropped::ReplyNotSent),
                     Err(error) => {
                         debug!("echo to {:?} failed: {error}", D::peer(&received.from));
@@ -211,7 +230,7 @@ impl DropKind {
             Dropped::OverRate => DropKind::OverRate,
             Dropped::TooLarge(_) => DropKind::TooLarge,
             Dropped::Unnamed => DropKind::Unnamed,
-            Dropped::ReplyNotSent => DropKind::ReplyNotSent,
+            Dropped::ReplyNotSent | Dropped::NotReading => DropKind::ReplyNotSent,
         }
     }
 
@@ -222,6 +241,61 @@ impl DropKind {
             DropKind::TooLarge => "too large",
             DropKind::Unnamed => "unnamed sender",
             DropKind::ReplyNotSent => "reply not sent",
+        }
+    }
+}
+
+/// Keeps peers that do not read their replies from taking the whole send
+/// buffer (see the module docs). Bytes sent to each peer are counted from
+/// the last time the buffer was nearly empty; when more than half of it is
+/// unread, the peer that took the most is suspected and not answered until
+/// the buffer drains; a second suspect is taken only past three quarters.
+/// A heavy reader is never suspected while the buffer stays below half.
+#[derive(Debug)]
+struct SendBufferGuard<A> {
+    sent: HashMap<A, usize>,
+    suspects: Vec<A>,
+}
+
+impl<A: Hash + Eq + Clone> SendBufferGuard<A> {
+    fn new() -> SendBufferGuard<A> {
+        SendBufferGuard {
+            sent: HashMap::new(),
+            suspects: Vec::new(),
+        }
+    }
+
+    /// Whether `peer` may be answered, given (unread bytes, buffer size).
+    fn allow(&mut self, peer: &A, unread: Option<(usize, usize)>) -> bool {
+        let Some((unread, capacity)) = unread else { return true };
+        if unread < capacity / 8 {
+            self.sent.clear();
+            self.suspects.clear();
+            return true;
+        }
+        let threshold = if self.suspects.is_empty() {
+            capacity / 2
+        } else {
+            capacity * 3 / 4
+        };
+        if unread >= threshold {
+            let top = self
+                .sent
+                .iter()
+                .filter(|(candidate, _)| !self.suspects.contains(candidate))
+                .max_by_key(|(_, bytes)| **bytes)
+                .map(|(candidate, _)| candidate.clone());
+            self.suspects.extend(top);
+        }
+        !self.suspects.contains(peer)
+    }
+
+    /// Counts a reply of `len` bytes sent to `peer`.
+    fn sent(&mut self, peer: &A, len: usize) {
+        if let Some(bytes) = self.sent.get_mut(peer) {
+            *bytes += len;
+        } else if self.sent.len() < MAX_TRACKED_PEERS {
+            self.sent.insert(peer.clone(), len);
         }
     }
 }
@@ -279,6 +353,28 @@ mod tests {
         assert_eq!(check("10.1.2.3:19"), Some(Dropped::PrivilegedPort(19)));
         assert_eq!(check("127.0.0.1:50000"), None);
         assert_eq!(check("[::1]:1024"), None);
+    }
+
+    #[test]
+    fn the_peer_holding_the_send_buffer_is_not_answered_until_it_drains() {
+        let mut guard = SendBufferGuard::new();
+        let capacity = 1000;
+        for _ in 0..10 {
+            assert!(guard.allow(&"hog", Some((100, capacity))));
+            guard.sent(&"hog", 50);
+        }
+        guard.sent(&"reader", 20);
+        // Half the buffer is unread: the top taker is suspected, others are answered.
+        assert!(!guard.allow(&"hog", Some((600, capacity))));
+        assert!(guard.allow(&"reader", Some((600, capacity))));
+        assert!(
+            !guard.allow(&"hog", Some((550, capacity))),
+            "stays suspected until the buffer drains"
+        );
+        // Drained: everyone is answered again.
+        assert!(guard.allow(&"hog", Some((50, capacity))));
+        // Without a shared buffer (UDP), nothing is ever held back.
+        assert!(guard.allow(&"hog", None));
     }
 
     #[test]

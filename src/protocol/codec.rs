@@ -87,6 +87,21 @@ impl MessageCodec {
         matches!(self.state, DecodeState::Content(_))
     }
 
+    /// How many more bytes complete the message begun in `buffered`, when
+    /// the decoder knows: the rest of a header whose length has arrived, or
+    /// the rest of the content. A reader can size its buffer to fit the
+    /// message exactly instead of doubling past it.
+    pub fn bytes_to_complete(&self, buffered: &[u8]) -> Option<usize> {
+        match &self.state {
+            DecodeState::Content(header) => Some(header.content_len.saturating_sub(buffered.len())),
+            DecodeState::Header if buffered.len() >= PROTO_HEADER_LEN => {
+                let header_len = usize::from(u16::from_be_bytes([buffered[0], buffered[1]]));
+                Some((PROTO_HEADER_LEN + header_len).saturating_sub(buffered.len()))
+            }
+            DecodeState::Header => None,
+        }
+    }
+
     fn parse_header(&self, json: &[u8]) -> Result<PendingHeader, ProtocolError> {
         let (byteorder, content_type, content_encoding, content_len) = match parse_canonical_header(json) {
             Some((byteorder, content_type, content_encoding, len)) => {

@@ -150,6 +150,7 @@ impl BudgetShare {
                 self.budget.used.fetch_add(held - self.held, Ordering::Relaxed);
             } else {
                 self.budget.used.fetch_sub(self.held - held, Ordering::Relaxed);
+                self.release_leaving(self.held - held);
             }
             let grew = held > self.held;
             self.held = held;
@@ -170,6 +171,7 @@ impl BudgetShare {
         let budget = &self.budget;
         if held <= self.held {
             budget.used.fetch_sub(self.held - held, Ordering::Relaxed);
+            self.release_leaving(self.held - held);
         } else {
             let added = held - self.held;
             let before = budget.used.fetch_add(added, Ordering::Relaxed);
@@ -208,6 +210,16 @@ impl BudgetShare {
                 return evicted;
             }
             self.holder.notify.notified().await;
+        }
+    }
+
+    /// An evicted connection giving bytes back: they no longer count as leaving.
+    fn release_leaving(&self, released: usize) {
+        let leaving = self.holder.leaving.load(Ordering::Relaxed);
+        let taken = released.min(leaving);
+        if taken > 0 {
+            self.holder.leaving.store(leaving - taken, Ordering::Relaxed);
+            self.budget.leaving.fetch_sub(taken, Ordering::Relaxed);
         }
     }
 
@@ -274,8 +286,17 @@ mod tests {
         // Until the evicted one leaves, its bytes are not counted against others.
         asker.set(2000).unwrap();
         assert!(middle.check().is_ok());
-        drop(big);
+        // Giving its bytes back while it lingers does not count them twice:
+        // the next charge over the limit evicts again.
+        big.set(0).unwrap_err();
         assert_eq!(budget.used(), TRACKED_FROM + 2000);
+        let mut newcomer = budget.share();
+        assert!(
+            newcomer.set(2 * TRACKED_FROM).is_err(),
+            "over the limit again: the largest holder, the newcomer, is chosen"
+        );
+        assert!(middle.check().is_ok());
+        drop(big);
     }
 
     #[test]

@@ -54,6 +54,12 @@ const FIRST_READ: usize = 512;
 pub trait FramedDecoder: Decoder {
     /// Whether part of a message has been consumed from the buffer.
     fn is_mid_message(&self) -> bool;
+
+    /// How many more bytes complete the message begun in `buffered`, if
+    /// known; the driver then never grows its buffer past the message.
+    fn bytes_to_complete(&self, _buffered: &[u8]) -> Option<usize> {
+        None
+    }
 }
 
 /// Why [`Driver::next_request`] has no request to give.
@@ -158,7 +164,9 @@ where
             // Nothing complete is buffered: send the answers so far, then wait.
             self.flush().await?;
             let between_messages = self.input.is_empty() && !self.codec.is_mid_message();
-            self.budget.set(self.input.len()).map_err(End::Evicted)?;
+            // The budget counts memory held for unfinished input, not just bytes.
+            let held = if between_messages { 0 } else { self.input.capacity() };
+            self.budget.set(held).map_err(End::Evicted)?;
             let read = if between_messages {
                 self.message_deadline = None;
                 self.read_first().await?
@@ -218,6 +226,10 @@ where
     /// Writes what is queued and closes the connection without losing it
     /// (see [`close_gracefully`]). Returns `reason`, or why writing failed.
     pub async fn close(mut self, reason: CloseReason) -> CloseReason {
+        // Unread input is no longer needed: give it back before lingering,
+        // so an evicted connection frees its share at once.
+        self.input = BytesMut::new();
+        let _ = self.budget.set(0);
         if matches!(reason, CloseReason::Io(_) | CloseReason::WriteStalled(_)) {
             return reason;
         }
@@ -281,7 +293,7 @@ where
         let deadline = *self
             .message_deadline
             .get_or_insert_with(|| limit.map_or_else(far_future, |limit| Instant::now() + limit));
-        self.input.reserve(READ_CHUNK);
+        self.make_room();
         tokio::select! {
             biased;
             read = self.stream.read_buf(&mut self.input) => read.map_err(End::Io),
@@ -291,6 +303,31 @@ where
                 Err(if is_request_limit { End::RequestTimeout(limit) } else { End::IdleTimeout(limit) })
             }
         }
+    }
+}
+
+impl<S, C: FramedDecoder> Driver<S, C> {
+    /// Ensures free space for the next read. Growth is geometric, so a large
+    /// message costs few copies, but never past the end of the message when
+    /// the decoder knows where it ends: a 1 MiB message takes 1 MiB, not the
+    /// 2 MiB that doubling would reach. Nothing is reserved for content that
+    /// has only been announced.
+    fn make_room(&mut self) {
+        let len = self.input.len();
+        if self.input.capacity() - len >= READ_CHUNK {
+            return;
+        }
+        let wanted = len.max(READ_CHUNK);
+        let wanted = match self.codec.bytes_to_complete(&self.input) {
+            Some(missing) => wanted.min(missing.max(1)),
+            None => wanted,
+        };
+        if self.input.capacity() - len >= wanted {
+            return;
+        }
+        let mut grown = BytesMut::with_capacity(len + wanted);
+        grown.extend_from_slice(&self.input);
+        self.input = grown;
     }
 }
 

@@ -58,6 +58,23 @@ pub trait DatagramSocket: Send + Sync {
 
     /// The address's port, for transports that have ports.
     fn port(addr: &Self::Addr) -> Option<u16>;
+
+    /// Bytes sent on this socket that receivers have not yet read, and the
+    /// send buffer's size, where unread datagrams stay charged to the sender
+    /// (Unix datagrams); `None` where they do not (UDP).
+    fn unread_replies(&self) -> Option<(usize, usize)>;
+}
+
+/// `SIOCOUTQ` and `SO_SNDBUF` of a socket.
+fn send_queue(socket: SockRef<'_>) -> Option<(usize, usize)> {
+    let mut unsent: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ writes one int through the pointer we pass.
+    let result = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(&*socket), libc::TIOCOUTQ, &mut unsent) };
+    if result != 0 {
+        return None;
+    }
+    let capacity = socket.send_buffer_size().ok()?;
+    Some((usize::try_from(unsent).unwrap_or(0), capacity))
 }
 
 /// `recv_from` with `MSG_TRUNC` on a socket2 reference.
@@ -160,6 +177,10 @@ impl DatagramSocket for UdpSocket {
     fn port(addr: &SocketAddr) -> Option<u16> {
         Some(addr.port())
     }
+
+    fn unread_replies(&self) -> Option<(usize, usize)> {
+        None
+    }
 }
 
 impl DatagramSocket for UnixDatagram {
@@ -195,6 +216,10 @@ impl DatagramSocket for UnixDatagram {
 
     fn port(_: &Option<PathBuf>) -> Option<u16> {
         None
+    }
+
+    fn unread_replies(&self) -> Option<(usize, usize)> {
+        send_queue(self.sock_ref())
     }
 }
 

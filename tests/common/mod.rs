@@ -155,13 +155,26 @@ impl ServerProcess {
         }
     }
 
-    /// Resident memory of the server process, in bytes.
+    /// CPU time (user + system) the server has used so far.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // SAFETY: sysconf only reads a configuration value.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        Duration::from_millis(ticks * 1000 / per_second)
+    }
+
+    /// Resident memory of the server process, in bytes. From `smaps_rollup`,
+    /// a walk of the page tables: `/proc/PID/status` uses per-CPU counters
+    /// that can lag by tens of megabytes right after memory is freed.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status
+        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.child.id())).unwrap();
+        let line = rollup
             .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .expect("VmRSS in /proc status");
+            .find(|l| l.starts_with("Rss:"))
+            .expect("Rss in smaps_rollup");
         let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         kib * 1024
     }
@@ -172,6 +185,17 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Starts `sockets echo-server` on a free loopback port (or on `--unix PATH`
+/// when the arguments give one).
+pub fn start_echo_server(extra: &[&str]) -> ServerProcess {
+    let mut args = vec!["echo-server"];
+    if !extra.contains(&"--unix") {
+        args.extend(["127.0.0.1", "0"]);
+    }
+    args.extend_from_slice(extra);
+    ServerProcess::start(&args)
 }
 
 /// Runs `sockets <args>` to completion (bounded by a timeout) and returns its output.
@@ -255,6 +279,9 @@ pub fn describe(args: &[&str], output: &Output) -> String {
     )
 }
 
+/// The vendored test vectors, relative to the repository.
+pub const VECTORS: &str = "tests/vectors/messages.json";
+
 /// Path of a file in the repository.
 pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
@@ -310,6 +337,40 @@ pub async fn send(stream: &mut TcpStream, bytes: &[u8]) {
         .expect("writing to the server");
 }
 
+/// Whether the tests run as root (CI does): some cases need it, and say so
+/// when they cannot run.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Sends a UDP datagram whose source address is `from`, whoever owns it,
+/// through a raw socket (root only): how an attacker starts an echo loop.
+pub fn send_spoofed_udp(
+    from: std::net::SocketAddrV4,
+    to: std::net::SocketAddrV4,
+    payload: &[u8],
+) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+    // IPPROTO_RAW implies IP_HDRINCL: we write the IP header; the kernel
+    // fills in its checksum and total length.
+    let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(libc::IPPROTO_RAW)))?;
+    let total = 20 + 8 + payload.len();
+    let mut packet = Vec::with_capacity(total);
+    packet.extend_from_slice(&[0x45, 0]);
+    packet.extend_from_slice(&(total as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0, 0x40, 0, 64, libc::IPPROTO_UDP as u8, 0, 0]);
+    packet.extend_from_slice(&from.ip().octets());
+    packet.extend_from_slice(&to.ip().octets());
+    packet.extend_from_slice(&from.port().to_be_bytes());
+    packet.extend_from_slice(&to.port().to_be_bytes());
+    packet.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    packet.extend_from_slice(&[0, 0]); // no UDP checksum
+    packet.extend_from_slice(payload);
+    socket.send_to(&packet, &SockAddr::from(std::net::SocketAddr::V4(to)))?;
+    Ok(())
+}
+
 /// Decodes a hex string (test vectors are stored as hex).
 pub fn hex(text: &str) -> Vec<u8> {
     assert!(text.len().is_multiple_of(2), "odd-length hex");
@@ -319,7 +380,7 @@ pub fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
-/// One entry of the shared test vectors.
+/// One entry of the test vectors.
 pub struct Vector {
     pub name: String,
     pub wire: Vec<u8>,
@@ -327,9 +388,10 @@ pub struct Vector {
     pub content: Vec<u8>,
 }
 
-/// The shared byte-exact test vectors (`../shared/vectors/messages.json`).
+/// The byte-exact test vectors, vendored in `tests/vectors/messages.json`
+/// (`tests/vectors.rs` checks the copy against the shared original).
 pub fn vectors() -> Vec<Vector> {
-    let path = repo_path("../shared/vectors/messages.json");
+    let path = repo_path(VECTORS);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let vectors: Vec<Vector> = json["vectors"]
