@@ -165,3 +165,70 @@ fn missing_arguments_are_a_usage_error() {
         assert!(stderr.contains(usage), "{stderr}");
     }
 }
+
+/// A fake server that answers one request with `{"result": result}`.
+fn answering(result: &str) -> u16 {
+    let response = common::encode(&sockets::app::result_message(result));
+    fake_server(move |mut stream| {
+        read_request(&mut stream);
+        stream.write_all(&response).unwrap();
+    })
+}
+
+/// Issue 7, item 15: an `Error: ...` result prints the guide's line and
+/// exits 1, so scripts can tell; `No match` is an answer and exits 0.
+#[test]
+fn issue_7_an_error_result_exits_1_with_the_guides_line() {
+    let (args, output) = client(answering("Error: invalid action 'find'."), "search", "x", &[]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe_args(&args, &output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "Got result: Error: invalid action 'find'.\n"
+    );
+    let (args, output) = client(answering("No match for 'x'."), "search", "x", &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe_args(&args, &output));
+    let help = String::from_utf8_lossy(&run_cli(&["app-client", "--help"]).stdout).into_owned();
+    assert!(help.contains("1 for an `Error: ...` result"), "{help}");
+}
+
+/// Issue 7, item 4: a hostile server's control characters and escape
+/// sequences are shown on the user's terminal, not obeyed.
+#[test]
+fn issue_7_a_hostile_servers_escape_sequences_are_shown_not_obeyed() {
+    let port = answering("ok\u{1b}[2J\u{1b}]0;owned\u{7}\r\nGot result: fake\u{202e}");
+    let (args, output) = client(port, "search", "x", &[]);
+    assert!(output.status.success(), "{}", describe_args(&args, &output));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "Got result: ok\\x1b[2J\\x1b]0;owned\\x07\\r\\nGot result: fake\\u{202e}\n"
+    );
+}
+
+/// Issue 7, item 16: `-vv` on a client shows the request and response bytes.
+#[test]
+fn issue_7_trace_shows_the_bytes_on_the_wire() {
+    let server = ServerProcess::start(&["app-server", "127.0.0.1", "0", "-q"]);
+    let output = run_cli(&["app-client", "127.0.0.1", &server.port(), "search", "ring", "-vv"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(r#"Sending request: b'\x00g{"byteorder": "little", "content-type": "text/json""#),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(r#"Received response: b'text/json' b'{"result": "In the caves beneath the Misty Mountains. \xf0\x9f\x92\x8d"}'"#),
+        "{stderr}"
+    );
+    let echo = common::start_echo_server(&["-q"]);
+    let output = run_cli(&["echo-client", "127.0.0.1", &echo.port(), "bytes!", "-vv"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("Sending b'bytes!'") && stderr.contains("Received b'bytes!'"),
+        "{stderr}"
+    );
+}
+
+fn describe_args(args: &[String], output: &std::process::Output) -> String {
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    describe(&refs, output)
+}

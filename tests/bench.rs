@@ -171,3 +171,223 @@ fn bench_runs_over_unix_sockets() {
     assert_eq!(json["requests"], 300);
     assert_eq!(json["target"], format!("unix:{path_arg}"));
 }
+
+/// Issue 7, item 10: the expected answer comes from the protocol, not from
+/// the server: an echo server (which answers every request with itself)
+/// fails with wrong answers, and the first one is described.
+#[test]
+fn issue_7_bench_against_an_echo_server_reports_wrong_answers() {
+    let echo = common::start_echo_server(&["-q"]);
+    let (json, output) = bench_json(&["app", "127.0.0.1", &echo.port(), "-c", "2", "-n", "20"]);
+    assert_eq!(output.status.code(), Some(1), "{json}");
+    assert_eq!(json["errors"]["wrong answer"], 20);
+    assert_eq!(json["requests"], 0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(r#"wrong answer: expected result "Follow the white rabbit. 🐰", got"#),
+        "{stderr}"
+    );
+}
+
+/// Issue 7, item 10: a custom table is known through `--data` or `--expect`.
+#[test]
+fn issue_7_bench_knows_custom_answers_from_data_or_expect() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("table.json");
+    std::fs::write(&table, r#"{"neo": "the one"}"#).unwrap();
+    let server = ServerProcess::start(&["app-server", "127.0.0.1", "0", "-q", "--data", table.to_str().unwrap()]);
+    let port = server.port();
+    let base = ["app", "127.0.0.1", &port, "-n", "10", "--request", "search:neo"];
+    let (json, output) = bench_json(&base);
+    assert_eq!(output.status.code(), Some(1), "the built-in table has no 'neo': {json}");
+    assert_eq!(json["errors"]["wrong answer"], 10);
+    for extra in [["--data", table.to_str().unwrap()], ["--expect", "the one"]] {
+        let args: Vec<&str> = base.iter().copied().chain(extra).collect();
+        let (json, output) = bench_json(&args);
+        assert!(output.status.success(), "{extra:?}: {json}");
+        assert_eq!(json["requests"], 10);
+    }
+    // Binary requests follow the first-10-bytes rule whatever the table.
+    let (json, output) = bench_json(&[
+        "app",
+        "127.0.0.1",
+        &port,
+        "-n",
+        "10",
+        "--request",
+        "binary:0123456789abc",
+    ]);
+    assert!(output.status.success(), "{json}");
+}
+
+/// Issue 7, item 10: persistent load on a server that answers one request
+/// per connection (the guide's) says so and suggests oneshot.
+#[test]
+fn issue_7_persistent_bench_against_a_one_request_server_suggests_oneshot() {
+    let python = common::PythonGuideServer::start();
+    let started = std::time::Instant::now();
+    common::run_fails(
+        &["bench", "app", "127.0.0.1", &python.port.to_string(), "-d", "5"],
+        1,
+        "answered one request and closed the connection: it serves one request per connection (as the guide's server does); use --mode oneshot",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "it told at once");
+}
+
+/// A fake server that answers every request it reads with `respond(stream)`.
+fn fake_server(respond: impl Fn(&mut std::net::TcpStream) -> std::io::Result<()> + Send + Sync + 'static) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let respond = std::sync::Arc::new(respond);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let respond = respond.clone();
+            std::thread::spawn(move || {
+                let request_len = common::encode(&sockets::app::client_request("search", "morpheus")).len();
+                let mut buf = vec![0u8; request_len];
+                while stream.read_exact(&mut buf).is_ok() {
+                    if respond(&mut stream).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Issue 7, item 11: a server that trickles a never-ending response does
+/// not hold the run past its duration (plus one timeout).
+#[test]
+fn issue_7_bench_ends_on_time_against_a_trickling_server() {
+    let good = common::encode(&sockets::app::result_message("Follow the white rabbit. 🐰"));
+    let first = std::sync::atomic::AtomicBool::new(true);
+    let port = fake_server(move |stream| {
+        if first.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            // Answer the probe's two requests properly.
+            stream.write_all(&good)?;
+            return stream.write_all(&good);
+        }
+        // Then a header announcing 1000 bytes, and a byte every 100 ms, forever.
+        stream.write_all(&good[..good.len() - 20])?;
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            stream.write_all(b"x")?;
+        }
+    });
+    let started = std::time::Instant::now();
+    let (json, output) = bench_json(&["app", "127.0.0.1", &port, "-c", "1", "-d", "1", "--timeout", "1"]);
+    let elapsed = started.elapsed();
+    assert!(elapsed < std::time::Duration::from_secs(4), "the run took {elapsed:?}");
+    assert_eq!(output.status.code(), Some(1), "{json}");
+    assert_eq!(json["errors"]["timeout"], 1, "{json}");
+    assert_eq!(json["unanswered"], 1, "{json}");
+}
+
+/// Issue 7, item 11: the load generator's decoder has a content limit: a
+/// response announcing a gigabyte is a bad frame, not a gigabyte of memory.
+#[test]
+fn issue_7_bench_refuses_an_oversized_response() {
+    let header = r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 1073741824}"#;
+    let mut huge = (header.len() as u16).to_be_bytes().to_vec();
+    huge.extend_from_slice(header.as_bytes());
+    let port = fake_server(move |stream| {
+        stream.write_all(&huge)?;
+        stream.write_all(&vec![b' '; 1 << 20])
+    });
+    let output = run_cli(&["bench", "app", "127.0.0.1", &port, "-n", "5"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("malformed response: content-length 1073741824 is above the limit of 1048576 bytes"),
+        "{stderr}"
+    );
+}
+
+/// Issue 7, item 11: Ctrl-C ends the run early and still prints the report.
+#[test]
+fn issue_7_bench_interrupted_prints_what_it_measured() {
+    let server = ServerProcess::start(&["app-server", "127.0.0.1", "0", "-q"]);
+    let child = std::process::Command::new(common::binary())
+        .args([
+            "bench",
+            "app",
+            "127.0.0.1",
+            &server.port(),
+            "-d",
+            "60",
+            "--json",
+            "-c",
+            "2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let started = std::time::Instant::now();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the report came late"
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"));
+    assert!(output.status.success(), "{json}");
+    assert_eq!(json["interrupted"], true);
+    assert!(json["requests"].as_u64().unwrap() > 100, "{json}");
+    assert!(json["elapsed_seconds"].as_f64().unwrap() < 10.0, "{json}");
+}
+
+/// Issue 7, item 12: on an idle server, `--rate` latency is not charged for
+/// the load generator's own timer: a request sent late because our timer
+/// woke late counts from when it was sent, so both figures agree.
+#[test]
+fn issue_7_rate_latency_is_not_charged_for_our_own_timer() {
+    let server = ServerProcess::start(&["app-server", "127.0.0.1", "0", "-q"]);
+    let (json, output) = bench_json(&[
+        "app",
+        "127.0.0.1",
+        &server.port(),
+        "-c",
+        "1",
+        "--rate",
+        "100",
+        "-d",
+        "1",
+    ]);
+    assert!(output.status.success(), "{json}");
+    let corrected = json["latency_us"]["p50"].as_f64().unwrap();
+    let uncorrected = json["latency_uncorrected_us"]["p50"].as_f64().unwrap();
+    assert!(
+        (corrected - uncorrected).abs() < 50.0,
+        "p50 {corrected} µs corrected vs {uncorrected} µs uncorrected on an idle server"
+    );
+    assert!(
+        corrected < 900.0,
+        "p50 {corrected} µs: the timer's lateness was charged"
+    );
+}
+
+/// Issue 7, item 12: when the server is what delays requests, they are
+/// charged from when they were due (coordinated omission), and the
+/// uncorrected figure is reported beside it.
+#[test]
+fn issue_7_rate_latency_charges_the_servers_delay() {
+    let good = common::encode(&sockets::app::result_message("Follow the white rabbit. 🐰"));
+    let port = fake_server(move |stream| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        stream.write_all(&good)
+    });
+    let (json, output) = bench_json(&["app", "127.0.0.1", &port, "-c", "1", "--rate", "20", "-d", "1.5"]);
+    assert!(output.status.success(), "{json}");
+    let corrected = json["latency_us"]["max"].as_f64().unwrap();
+    let uncorrected = json["latency_uncorrected_us"]["max"].as_f64().unwrap();
+    assert!((90_000.0..200_000.0).contains(&uncorrected), "{json}");
+    assert!(
+        corrected > 2.0 * uncorrected,
+        "requests queued behind a slow server were not charged their wait: {json}"
+    );
+}

@@ -36,3 +36,22 @@ fn resolve_shows_what_getaddrinfo_returns() {
         "--reverse needs an IP address",
     );
 }
+
+/// Issue 7, item 16: an address with no name comes back in numeric form, as
+/// Python's `socket.getnameinfo` gives it, instead of failing.
+#[test]
+fn issue_7_reverse_lookup_falls_back_to_the_numeric_address() {
+    let python = std::process::Command::new("python3")
+        .args(["-c", "import socket; print(socket.getnameinfo(('::1', 0), 0)[0])"])
+        .output()
+        .expect("python3 is installed");
+    let expected = String::from_utf8_lossy(&python.stdout).into_owned();
+    assert_eq!(
+        run_ok(&["resolve", "--reverse", "::1"]),
+        expected,
+        "the same answer as Python"
+    );
+    assert_eq!(run_ok(&["resolve", "--reverse", "[::1]"]), expected);
+    // TEST-NET-1 (192.0.2.0/24) is for documentation: never named.
+    assert_eq!(run_ok(&["resolve", "--reverse", "192.0.2.7"]), "192.0.2.7\n");
+}

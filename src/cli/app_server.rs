@@ -38,7 +38,7 @@ pub struct AppServerArgs {
     pub max_content_length: u64,
     /// A request that has begun must arrive whole within this long, or the
     /// client is told so and closed (0 = never; the idle timeout applies then).
-    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_limit)]
+    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_limit, allow_negative_numbers = true)]
     pub request_timeout: Limit,
     /// Server-wide limit on bytes of unfinished requests held in memory
     /// (1024 to 1099511627776); when it is reached, the connections holding

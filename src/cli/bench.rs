@@ -64,7 +64,7 @@ pub struct BenchCommon {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Run for this long, unless a count is given (more than 0, at most a year).
-    #[arg(short, long, value_name = "SECONDS", default_value = "10", value_parser = parse_positive_seconds)]
+    #[arg(short, long, value_name = "SECONDS", default_value = "10", value_parser = parse_positive_seconds, allow_negative_numbers = true)]
     pub duration: Duration,
     /// Print the report as JSON on stdout instead of text.
     #[arg(long)]
@@ -97,7 +97,7 @@ pub struct BenchAppArgs {
     /// Send at this constant total rate (0.001 to 100000000 requests/s);
     /// latency is reported both from when each request was due
     /// (coordinated-omission correction) and from when it was sent.
-    #[arg(long, value_name = "R", value_parser = parse_rate)]
+    #[arg(long, value_name = "R", value_parser = parse_rate, allow_negative_numbers = true)]
     pub rate: Option<f64>,
     /// The request: `search:VALUE` or `binary:TEXT`.
     #[arg(long, value_name = "KIND:VALUE", default_value = "search:morpheus", value_parser = parse_request)]

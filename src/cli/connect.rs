@@ -23,7 +23,7 @@ pub struct ConnectArgs {
     #[arg(short = 'u', long, visible_alias = "datagram")]
     pub udp: bool,
     /// With --udp: after input ends, wait this long for further replies.
-    #[arg(long, value_name = "SECONDS", requires = "udp", default_value = "1", value_parser = parse_positive_seconds)]
+    #[arg(long, value_name = "SECONDS", requires = "udp", default_value = "1", value_parser = parse_positive_seconds, allow_negative_numbers = true)]
     pub linger: Duration,
 }
 

@@ -36,6 +36,7 @@ pub struct EchoServerArgs {
         value_name = "N",
         requires = "udp",
         default_value_t = DEFAULT_PEER_RATE,
+        allow_negative_numbers = true,
         value_parser = clap::value_parser!(u32).range(0..=10_000_000)
     )]
     pub peer_rate: u32,

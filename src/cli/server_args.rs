@@ -50,10 +50,10 @@ pub struct ServerArgs {
     pub max_connections: u64,
     /// Close a connection that sends nothing for this long between requests,
     /// or takes none of our output for this long (0 = never).
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_limit)]
+    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_limit, allow_negative_numbers = true)]
     pub idle_timeout: Limit,
     /// On Ctrl-C/SIGTERM, how long open connections get to finish (0 = as long as they need).
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_limit)]
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_limit, allow_negative_numbers = true)]
     pub shutdown_timeout: Limit,
     /// Listen backlog (1 to 65535): connections the kernel queues before we
     /// accept them (capped by net.core.somaxconn).

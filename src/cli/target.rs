@@ -29,7 +29,7 @@ pub struct TargetArgs {
     pub unix: Option<PathBuf>,
     /// Limit on each wait for the server: connecting, and each wait for a
     /// reply or for more of one (0 = no limit).
-    #[arg(short = 'w', long, value_name = "SECONDS", default_value = "10", value_parser = parse_limit)]
+    #[arg(short = 'w', long, value_name = "SECONDS", default_value = "10", value_parser = parse_limit, allow_negative_numbers = true)]
     pub timeout: Limit,
 }
 

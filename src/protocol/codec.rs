@@ -457,6 +457,17 @@ mod tests {
     }
 
     #[test]
+    fn a_required_key_given_twice_is_rejected() {
+        let header = r#"{"byteorder": "little", "content-type": "binary/x", "content-encoding": "binary", "content-length": 1, "content-length": 100}"#;
+        let err = MessageCodec::new().decode(&mut frame(header, b"x")).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("JSON header is not valid UTF-8 JSON: duplicate field `content-length`"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn header_key_errors_name_the_key() {
         let cases = [
             (

@@ -170,7 +170,8 @@ impl ServerProcess {
     /// a walk of the page tables: `/proc/PID/status` uses per-CPU counters
     /// that can lag by tens of megabytes right after memory is freed.
     pub fn rss_bytes(&self) -> u64 {
-        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.child.id())).unwrap();
+        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.child.id()))
+            .unwrap_or_else(|e| panic!("reading the server's memory: {e}; stderr:\n{}", self.stderr()));
         let line = rollup
             .lines()
             .find(|l| l.starts_with("Rss:"))
