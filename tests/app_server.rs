@@ -634,8 +634,13 @@ async fn issue_7_many_slow_partial_messages_stay_within_the_budget() {
 async fn issue_7_shutdown_answers_pipelined_requests_already_received() {
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("table.json");
+    // Requests of exactly 256 bytes: every read then ends between two
+    // requests, the moment an older server checked for shutdown and left
+    // the rest in the socket (1,450 of 1,500 lost when measured).
+    let key = "k".repeat(117);
+    assert_eq!(search(&key).len(), 256);
     let answer = "z".repeat(20_000);
-    std::fs::write(&table, serde_json::json!({ "big": answer }).to_string()).unwrap();
+    std::fs::write(&table, serde_json::json!({ &key: answer }).to_string()).unwrap();
     let mut server = start(&["--data", table.to_str().unwrap()]);
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -643,7 +648,7 @@ async fn issue_7_shutdown_answers_pipelined_requests_already_received() {
     socket.set_nonblocking(true).unwrap();
     let mut stream = tokio::net::TcpStream::from_std(socket.into()).unwrap();
     const REQUESTS: usize = 1500;
-    let burst: Vec<u8> = (0..REQUESTS).flat_map(|_| search("big")).collect();
+    let burst: Vec<u8> = (0..REQUESTS).flat_map(|_| search(&key)).collect();
     // Every request leaves the client; the server answers until our small
     // buffer and its own are full, and the rest wait in its socket.
     step("sending the burst", stream.write_all(&burst)).await.unwrap();
