@@ -41,7 +41,7 @@ use crate::deadline::{within, within_io};
 use crate::escape::Escaped;
 use crate::protocol::{ByteOrder, Message, MessageCodec, ProtocolError};
 use crate::python_repr::BytesRepr;
-use crate::transport::{Endpoint, TransportError, connect_stream};
+use crate::transport::{ClientStream, Connector, Endpoint, TransportError};
 
 /// How requests reach the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -56,7 +56,8 @@ pub enum Mode {
 /// One load run's settings.
 #[derive(Debug, Clone)]
 pub struct AppBench {
-    pub endpoint: Endpoint,
+    /// Where to connect, each wait's limit, TLS.
+    pub connector: Connector,
     pub mode: Mode,
     /// Connections (persistent) or concurrent workers (oneshot).
     pub connections: usize,
@@ -68,8 +69,6 @@ pub struct AppBench {
     pub request: Message,
     /// The response the protocol requires for `request`.
     pub expected: Message,
-    /// Limit for connecting and for each wait on the server; `None`: no limit.
-    pub timeout: Option<Duration>,
     /// Largest response content accepted.
     pub max_content_len: usize,
 }
@@ -94,6 +93,15 @@ pub struct AppOutcome {
     pub first_wrong: Option<String>,
     /// Ended early by the caller (Ctrl-C).
     pub interrupted: bool,
+    /// TLS handshakes made, when connecting with TLS.
+    pub handshakes: Handshakes,
+}
+
+/// TLS handshakes by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Handshakes {
+    pub full: u64,
+    pub resumed: u64,
 }
 
 /// Why a run could not start.
@@ -168,6 +176,7 @@ struct Tally {
     unanswered: u64,
     bytes: u64,
     first_wrong: Option<String>,
+    handshakes: Handshakes,
 }
 
 impl Tally {
@@ -180,6 +189,18 @@ impl Tally {
             unanswered: 0,
             bytes: 0,
             first_wrong: None,
+            handshakes: Handshakes::default(),
+        }
+    }
+
+    /// Counts a TLS handshake, full or resumed.
+    fn handshake(&mut self, stream: &ClientStream) {
+        if let tokio_util::either::Either::Right(tls) = stream {
+            if tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+                self.handshakes.resumed += 1;
+            } else {
+                self.handshakes.full += 1;
+            }
         }
     }
 
@@ -227,6 +248,8 @@ impl Tally {
         self.unanswered += other.unanswered;
         self.bytes += other.bytes;
         self.first_wrong = self.first_wrong.take().or(other.first_wrong);
+        self.handshakes.full += other.handshakes.full;
+        self.handshakes.resumed += other.handshakes.resumed;
     }
 }
 
@@ -260,7 +283,7 @@ pub async fn run(config: AppBench, counters: Arc<Counters>, stop: CancellationTo
     let workers = config.connections.max(1);
     let interval = config.rate.map(|rate| Duration::from_secs_f64(workers as f64 / rate));
     let halt = stop.child_token();
-    if let (Limit::Duration(duration), Some(timeout)) = (config.limit, config.timeout) {
+    if let (Limit::Duration(duration), Some(timeout)) = (config.limit, config.connector.timeout()) {
         // However the server behaves, the run ends one timeout after its duration.
         let halt = halt.clone();
         tokio::spawn(async move {
@@ -304,6 +327,7 @@ pub async fn run(config: AppBench, counters: Arc<Counters>, stop: CancellationTo
         elapsed: started.elapsed(),
         first_wrong: total.first_wrong,
         interrupted: stop.is_cancelled(),
+        handshakes: total.handshakes,
     })
 }
 
@@ -312,14 +336,13 @@ pub async fn run(config: AppBench, counters: Arc<Counters>, stop: CancellationTo
 /// (the guide's) is told apart from one that keeps connections, so the user
 /// hears "use --mode oneshot" instead of thousands of resets.
 async fn probe(config: &AppBench, request: &[u8]) -> Result<(), BenchError> {
+    let endpoint = config.connector.endpoint();
     let fail = |reason: String| BenchError::Probe {
-        endpoint: config.endpoint.clone(),
+        endpoint: endpoint.clone(),
         reason,
     };
-    let timeout = config.timeout;
-    let mut stream = connect_stream(&config.endpoint, timeout)
-        .await
-        .map_err(|e| fail(format!("{e:#}")))?;
+    let timeout = config.connector.timeout();
+    let mut stream = config.connector.connect().await.map_err(|e| fail(format!("{e:#}")))?;
     let twice = config.mode == Mode::Persistent;
     let wire = if twice {
         [request, request].concat()
@@ -352,7 +375,7 @@ async fn probe(config: &AppBench, request: &[u8]) -> Result<(), BenchError> {
             // Closed (or reset) after exactly one answer to two requests.
             _ if answered == 1 => {
                 return Err(BenchError::OneRequestPerConnection {
-                    endpoint: config.endpoint.clone(),
+                    endpoint: endpoint.clone(),
                 });
             }
             Ok(_) => return Err(fail("the server closed the connection without responding".into())),
@@ -448,12 +471,13 @@ async fn persistent_worker(shared: &Shared, interval: Option<Duration>, first: I
     let mut failing_since: Option<Instant> = None;
     while !shared.budget.expired() && !shared.halt.is_cancelled() {
         let connected = tokio::select! {
-            connected = connect_stream(&shared.config.endpoint, shared.config.timeout) => connected,
+            connected = shared.config.connector.connect() => connected,
             () = shared.halt.cancelled() => break,
         };
         let stream = match connected {
             Ok(stream) => {
                 failing_since = None;
+                tally.handshake(&stream);
                 stream
             }
             Err(error) => {
@@ -491,7 +515,7 @@ where
 {
     let config = &shared.config;
     let pipeline = config.pipeline.max(1);
-    let timeout = config.timeout;
+    let timeout = config.connector.timeout();
     let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(pipeline);
     let mut out = Vec::with_capacity(pipeline * shared.request.len());
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -646,10 +670,14 @@ async fn oneshot_worker(shared: &Shared, interval: Option<Duration>, first: Inst
 /// expected one, the message when it was not; on failure, its kind and
 /// whether the request had been sent.
 async fn oneshot(shared: &Shared, tally: &mut Tally) -> Result<Option<Message>, (ErrorKind, bool)> {
-    let timeout = shared.config.timeout;
-    let mut stream = connect_stream(&shared.config.endpoint, timeout)
+    let timeout = shared.config.connector.timeout();
+    let mut stream = shared
+        .config
+        .connector
+        .connect()
         .await
         .map_err(|error| (transport_error_kind(&error), false))?;
+    tally.handshake(&stream);
     within_io(timeout, stream.write_all(&shared.request))
         .await
         .map_err(|e| (ErrorKind::of(&e), false))?;

@@ -13,19 +13,18 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::{Budget, Counters, ErrorCounts, ErrorKind, Limit};
 use crate::deadline::within_io;
-use crate::transport::{Endpoint, connect_stream};
+use crate::transport::Connector;
 
 /// One echo run's settings.
 #[derive(Debug, Clone)]
 pub struct EchoBench {
-    pub endpoint: Endpoint,
+    /// Where to connect, each wait's limit, TLS.
+    pub connector: Connector,
     pub connections: usize,
     /// Bytes per write.
     pub block_size: usize,
     /// A duration, or a total number of bytes across all connections.
     pub limit: Limit,
-    /// Limit for connecting and for each read or write to make progress; `None`: no limit.
-    pub timeout: Option<Duration>,
 }
 
 /// What an echo run measured.
@@ -52,7 +51,7 @@ pub async fn run(config: EchoBench, counters: Arc<Counters>, stop: CancellationT
     };
     let budget = Arc::new(Budget::new(limit, started));
     let halt = stop.child_token();
-    if let (Limit::Duration(duration), Some(timeout)) = (config.limit, config.timeout) {
+    if let (Limit::Duration(duration), Some(timeout)) = (config.limit, config.connector.timeout()) {
         let halt = halt.clone();
         tokio::spawn(async move {
             tokio::time::sleep(duration + timeout).await;
@@ -133,11 +132,11 @@ async fn one_connection(
     budget: &Arc<Budget>,
     counters: &Counters,
 ) -> (u64, Option<ErrorKind>) {
-    let stream = match connect_stream(&config.endpoint, config.timeout).await {
+    let stream = match config.connector.connect().await {
         Ok(stream) => stream,
         Err(_) => return (0, Some(ErrorKind::Refused)),
     };
-    let timeout = config.timeout;
+    let timeout = config.connector.timeout();
     let (mut reader, mut writer) = tokio::io::split(stream);
     // The sender is a task of its own, so that with --threads 2 writing and
     // reading (each a copy through the kernel) run on different cores.

@@ -82,7 +82,18 @@ pub struct Report {
     pub errors: ErrorTable,
     /// The run was ended early (Ctrl-C); the figures cover what was measured.
     pub interrupted: bool,
+    /// TLS handshakes, when the load used TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_handshakes: Option<HandshakeReport>,
     pub timeline: Timeline,
+}
+
+/// TLS handshakes made during a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct HandshakeReport {
+    pub full: u64,
+    pub resumed: u64,
+    pub per_second: f64,
 }
 
 /// Error counts, every kind listed (zeros included) so nothing looks hidden.
@@ -157,6 +168,13 @@ impl fmt::Display for Report {
         if let Some(l) = &self.latency_uncorrected_us {
             writeln!(f, "uncorrected {} (from when each request was sent)", l.line())?;
         }
+        if let Some(tls) = &self.tls_handshakes {
+            writeln!(
+                f,
+                "handshakes  {} full, {} resumed, {:.0} TLS handshakes/s",
+                tls.full, tls.resumed, tls.per_second
+            )?;
+        }
         if let Some(unanswered) = self.unanswered.filter(|n| *n > 0) {
             writeln!(f, "unanswered  {unanswered} requests sent on connections that failed")?;
         }
@@ -211,6 +229,11 @@ mod tests {
             unanswered: Some(3),
             errors: ErrorTable(errors),
             interrupted: true,
+            tls_handshakes: Some(HandshakeReport {
+                full: 10,
+                resumed: 990,
+                per_second: 500.0,
+            }),
             timeline: Timeline::default(),
         };
         let text = report.to_string();
@@ -221,6 +244,10 @@ mod tests {
         assert!(text.contains("uncorrected min "), "{text}");
         assert!(text.contains("unanswered  3 requests"), "{text}");
         assert!(text.contains("interrupted the run was stopped early"), "{text}");
+        assert!(
+            text.contains("handshakes  10 full, 990 resumed, 500 TLS handshakes/s"),
+            "{text}"
+        );
         assert!(text.ends_with("errors      timeout 1"), "{text}");
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["errors"]["timeout"], 1);

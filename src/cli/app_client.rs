@@ -11,7 +11,6 @@ use sockets::client;
 use sockets::escape::Terminal;
 use sockets::protocol::DEFAULT_MAX_CONTENT_LEN;
 use sockets::python_repr::BytesRepr;
-use sockets::transport;
 
 use super::target::TargetArgs;
 use super::{UsageError, print_line};
@@ -42,7 +41,7 @@ pub async fn run(args: AppClientArgs) -> Result<ExitCode> {
         .map_err(|_| UsageError("the following required arguments were not provided: <ACTION> <VALUE>".into()))?;
     debug!("Starting connection to {endpoint}");
     let timeout = args.target.timeout();
-    let stream = transport::connect_stream(&endpoint, timeout).await?;
+    let stream = args.target.connector(endpoint.clone())?.connect().await?;
     let request = client_request(&action, &value);
     let response = client::exchange(stream, &request, args.max_content_length as usize, timeout)
         .await

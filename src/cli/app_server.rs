@@ -70,15 +70,16 @@ pub async fn run(args: AppServerArgs) -> Result<ExitCode> {
         }
         None => SearchTable::builtin(),
     };
+    // Everything that can fail is checked before the address is announced.
+    let config = args
+        .server
+        .config(args.request_timeout, args.max_buffered_bytes as usize)?;
     let (listener, shutdown) = args.server.listen().await?;
     let handler = AppHandler {
         table: Arc::new(table),
         max_content_len: args.max_content_length as usize,
         one_shot: args.one_shot,
     };
-    let config = args
-        .server
-        .config(args.request_timeout, args.max_buffered_bytes as usize);
     args.server.serve(listener, config, handler, shutdown).await;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+use clap::ValueEnum;
+use sockets::transport::tls::MinVersion;
+
 /// Longest time any flag accepts: a year. Longer is a typo, and would
 /// overflow deadlines.
 pub const MAX_SECONDS: u64 = 365 * 24 * 3600;
@@ -17,6 +20,24 @@ pub struct Limit(pub Option<Duration>);
 pub fn parse_limit(text: &str) -> Result<Limit, String> {
     let seconds = parse_seconds(text)?;
     Ok(Limit((!seconds.is_zero()).then_some(seconds)))
+}
+
+/// `--tls-min-version`: the oldest TLS version accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TlsVersion {
+    #[value(name = "1.2")]
+    Tls12,
+    #[value(name = "1.3")]
+    Tls13,
+}
+
+impl From<TlsVersion> for MinVersion {
+    fn from(version: TlsVersion) -> MinVersion {
+        match version {
+            TlsVersion::Tls12 => MinVersion::Tls12,
+            TlsVersion::Tls13 => MinVersion::Tls13,
+        }
+    }
 }
 
 /// Parses a duration that must be more than zero (`bench -d`).

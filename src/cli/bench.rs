@@ -15,7 +15,7 @@ use tracing::warn;
 use sockets::app::{CLIENT_BINARY_TYPE, SEARCH, SearchTable, client_request, respond, result_message};
 use sockets::bench::app::{AppBench, Mode};
 use sockets::bench::echo::EchoBench;
-use sockets::bench::report::{ErrorTable, LatencySummary, Report};
+use sockets::bench::report::{ErrorTable, HandshakeReport, LatencySummary, Report};
 use sockets::bench::{self, Counters, Limit, Timeline, plot};
 use sockets::protocol::{DEFAULT_MAX_CONTENT_LEN, Message};
 
@@ -207,7 +207,7 @@ async fn run_app(args: BenchAppArgs, stop: CancellationToken) -> Result<Report> 
         None => ", as fast as possible".to_string(),
     });
     let config = AppBench {
-        endpoint: endpoint.clone(),
+        connector: common.target.connector(endpoint.clone())?,
         mode,
         connections: args.connections as usize,
         pipeline: args.pipeline as usize,
@@ -215,7 +215,6 @@ async fn run_app(args: BenchAppArgs, stop: CancellationToken) -> Result<Report> 
         rate: args.rate,
         expected: expected_response(&args)?,
         request: args.request,
-        timeout: common.target.timeout(),
         max_content_len: args.max_content_length as usize,
     };
     let counters = Arc::new(Counters::default());
@@ -248,6 +247,11 @@ async fn run_app(args: BenchAppArgs, stop: CancellationToken) -> Result<Report> 
         unanswered: Some(outcome.unanswered),
         errors: ErrorTable(outcome.errors),
         interrupted: outcome.interrupted,
+        tls_handshakes: common.target.wants_tls().then(|| HandshakeReport {
+            full: outcome.handshakes.full,
+            resumed: outcome.handshakes.resumed,
+            per_second: (outcome.handshakes.full + outcome.handshakes.resumed) as f64 / seconds,
+        }),
         timeline,
     };
     finish(
@@ -264,11 +268,10 @@ async fn run_echo(args: BenchEchoArgs, stop: CancellationToken) -> Result<Report
     let common = &args.common;
     let (endpoint, _) = common.target.split([], 0)?;
     let config = EchoBench {
-        endpoint: endpoint.clone(),
+        connector: common.target.connector(endpoint.clone())?,
         connections: args.connections as usize,
         block_size: args.block_size as usize,
         limit: args.bytes.map_or(Limit::Duration(common.duration), Limit::Count),
-        timeout: common.target.timeout(),
     };
     let counters = Arc::new(Counters::default());
     let started = std::time::Instant::now();
@@ -293,6 +296,7 @@ async fn run_echo(args: BenchEchoArgs, stop: CancellationToken) -> Result<Report
         unanswered: None,
         errors: ErrorTable(outcome.errors),
         interrupted: outcome.interrupted,
+        tls_handshakes: None,
         timeline,
     };
     let mb_per_second: Vec<f64> = report.timeline.bytes_per_second.iter().map(|b| b / 1e6).collect();

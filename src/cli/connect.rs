@@ -9,7 +9,6 @@ use tracing::debug;
 
 use sockets::client::relay::{relay_datagrams, relay_stream};
 use sockets::transport::connect::connect_datagram;
-use sockets::transport::connect_stream;
 
 use super::args::parse_positive_seconds;
 use super::target::TargetArgs;
@@ -20,7 +19,7 @@ pub struct ConnectArgs {
     pub target: TargetArgs,
     /// Datagrams instead of a stream: each chunk of input is sent as one
     /// datagram (UDP, or Unix datagram with --unix).
-    #[arg(short = 'u', long, visible_alias = "datagram")]
+    #[arg(short = 'u', long, visible_alias = "datagram", conflicts_with_all = ["tls", "tls_ca", "tls_server_name", "tls_cert", "insecure"])]
     pub udp: bool,
     /// With --udp: after input ends, wait this long for further replies.
     #[arg(long, value_name = "SECONDS", requires = "udp", default_value = "1", value_parser = parse_positive_seconds, allow_negative_numbers = true)]
@@ -35,7 +34,7 @@ pub async fn run(args: ConnectArgs) -> Result<ExitCode> {
         let socket = connect_datagram(&endpoint, timeout).await?;
         relay_datagrams(&socket, stdin, stdout, args.linger).await
     } else {
-        let stream = connect_stream(&endpoint, timeout).await?;
+        let stream = args.target.connector(endpoint.clone())?.connect().await?;
         relay_stream(stream, stdin, stdout, timeout).await
     }
     .with_context(|| format!("relaying to {endpoint}"))?;

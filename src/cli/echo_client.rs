@@ -9,7 +9,6 @@ use clap::Args;
 use sockets::client::echo::{echo_datagram, echo_stream};
 use sockets::python_repr::BytesRepr;
 use sockets::transport::connect::connect_datagram;
-use sockets::transport::connect_stream;
 
 use super::print_line;
 use super::target::TargetArgs;
@@ -25,7 +24,7 @@ pub struct EchoClientArgs {
     #[arg(value_name = "MESSAGE")]
     pub message: Option<String>,
     /// Send one datagram (UDP, or Unix datagram with --unix) instead of a stream.
-    #[arg(short = 'u', long, visible_alias = "datagram")]
+    #[arg(short = 'u', long, visible_alias = "datagram", conflicts_with_all = ["tls", "tls_ca", "tls_server_name", "tls_cert", "insecure"])]
     pub udp: bool,
     /// Send the contents of FILE (`-` for standard input) instead of MESSAGE.
     #[arg(long, value_name = "FILE", conflicts_with = "message")]
@@ -60,7 +59,7 @@ pub async fn run(args: EchoClientArgs) -> Result<ExitCode> {
         let socket = connect_datagram(&endpoint, timeout).await?;
         echo_datagram(&socket, &payload, timeout, args.attempts, args.buffer_size as usize).await
     } else {
-        let stream = connect_stream(&endpoint, timeout).await?;
+        let stream = args.target.connector(endpoint.clone())?.connect().await?;
         echo_stream(stream, &payload, timeout).await
     };
     let received = received.with_context(|| format!("echo from {endpoint}"))?;

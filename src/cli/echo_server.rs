@@ -26,7 +26,7 @@ pub struct EchoServerArgs {
         short = 'u',
         long,
         visible_alias = "datagram",
-        conflicts_with_all = ["max_connections", "idle_timeout", "shutdown_timeout", "backlog"]
+        conflicts_with_all = ["max_connections", "idle_timeout", "shutdown_timeout", "backlog", "tls_cert"]
     )]
     pub udp: bool,
     /// With --udp: datagrams echoed per second to one sender; more are
@@ -44,8 +44,8 @@ pub struct EchoServerArgs {
 
 pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {
     if !args.udp {
+        let config = args.server.stream_config()?;
         let (listener, shutdown) = args.server.listen().await?;
-        let config = args.server.stream_config();
         args.server.serve(listener, config, EchoHandler, shutdown).await;
         return Ok(ExitCode::SUCCESS);
     }

@@ -5,6 +5,7 @@ mod app_client;
 mod app_server;
 mod args;
 mod bench;
+mod cert;
 mod connect;
 mod echo_client;
 mod echo_server;
@@ -107,6 +108,11 @@ pub enum Command {
     /// request failed or got a wrong answer. Ctrl-C ends the run early and
     /// still prints the report.
     Bench(bench::BenchArgs),
+    /// Make a TLS certificate and key for development and tests:
+    /// self-signed, a CA, or signed by a CA made earlier.
+    ///
+    /// NAMEs are DNS names or IP addresses, which clients verify.
+    Cert(cert::CertArgs),
 }
 
 impl Command {
@@ -118,6 +124,7 @@ impl Command {
             Command::AppClient(_) | Command::Resolve(_) | Command::Connect(_) => Some(1),
             Command::EchoClient(_) | Command::MulticonnClient(_) => None,
             Command::Bench(args) => Some(args.target.threads()),
+            Command::Cert(_) => Some(1),
         }
     }
 
@@ -133,6 +140,7 @@ impl Command {
             Command::Resolve(_) => vec!["resolve"],
             Command::Connect(_) => vec!["connect"],
             Command::Bench(args) => vec!["bench", args.target.name()],
+            Command::Cert(_) => vec!["cert"],
         }
     }
 }
@@ -154,6 +162,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Resolve(args) => resolve::run(args).await,
             Command::Connect(args) => connect::run(args).await,
             Command::Bench(args) => bench::run(args).await,
+            Command::Cert(args) => cert::run(args).await,
         }
     });
     // Don't wait for a blocking read of standard input that will never finish.

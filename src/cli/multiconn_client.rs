@@ -57,7 +57,8 @@ pub async fn run(args: MulticonnClientArgs) -> Result<ExitCode> {
         })
     };
     let started = Instant::now();
-    let outcomes = multiconn::run(&endpoint, count, &messages, args.target.timeout(), say).await;
+    let connector = args.target.connector(endpoint.clone())?;
+    let outcomes = multiconn::run(&connector, count, &messages, say).await;
     let elapsed = started.elapsed();
     let mut echoed = 0;
     let mut failed = 0;

@@ -10,14 +10,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use sockets::server::budget::{DEFAULT_MAX_BUFFERED_BYTES, InputBudget};
+use sockets::server::stage::Stage;
 use sockets::server::{
     self, ConnectionHandler, ConnectionLimits, DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS, ServerConfig,
 };
 use sockets::transport::listen::DEFAULT_BACKLOG;
+use sockets::transport::tls::ServerTls;
 use sockets::transport::unix::{SocketFileOptions, UnixSocketListener};
 use sockets::transport::{self, DEFAULT_HOST, DEFAULT_PORT};
 
-use super::args::{Limit, parse_limit, parse_mode, parse_port};
+use super::args::{Limit, TlsVersion, parse_limit, parse_mode, parse_port};
 use super::print_line;
 use super::signals::cancel_on_signal;
 
@@ -67,6 +69,52 @@ pub struct ServerArgs {
     /// Runtime worker threads, 1 to 1024 (default: one per CPU core).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub threads: Option<u64>,
+    #[command(flatten, next_help_heading = "TLS")]
+    pub tls: ServerTlsArgs,
+}
+
+/// A server's TLS flags: with --tls-cert and --tls-key, every connection
+/// (TCP or Unix) is TLS.
+#[derive(Debug, Args)]
+pub struct ServerTlsArgs {
+    /// Serve TLS with this certificate chain (PEM, leaf first); with --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require every client to present a certificate signed by this CA
+    /// (PEM): mutual TLS. The client's subject is logged.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// The oldest TLS version to accept.
+    #[arg(long, value_enum, value_name = "VERSION", default_value = "1.2")]
+    pub tls_min_version: TlsVersion,
+    /// A client must complete its TLS handshake within this long (0 = no limit).
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_limit, allow_negative_numbers = true)]
+    pub tls_handshake_timeout: Limit,
+}
+
+impl ServerTlsArgs {
+    /// The stage connections go through: TLS when a certificate is given.
+    pub fn stage(&self) -> Result<Stage> {
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                ServerTls {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                    client_ca: self.tls_client_ca.clone(),
+                    min_version: self.tls_min_version.into(),
+                }
+                .acceptor()?,
+            ),
+            _ => None,
+        };
+        Ok(Stage {
+            tls,
+            handshake_timeout: self.tls_handshake_timeout.0,
+        })
+    }
 }
 
 /// A bound stream listener of either kind.
@@ -81,9 +129,12 @@ impl ServerArgs {
         self.threads.map(|n| n as usize)
     }
 
-    /// The limits for [`server::run`], with the input budget given.
-    pub fn config(&self, request_timeout: Limit, max_buffered_bytes: usize) -> ServerConfig {
-        ServerConfig {
+    /// The limits and stage for [`server::run`], with the input budget given.
+    ///
+    /// # Errors
+    /// When the TLS files cannot be used.
+    pub fn config(&self, request_timeout: Limit, max_buffered_bytes: usize) -> Result<ServerConfig> {
+        Ok(ServerConfig {
             max_connections: self.max_connections as usize,
             limits: ConnectionLimits {
                 idle_timeout: self.idle_timeout.0,
@@ -91,11 +142,15 @@ impl ServerArgs {
             },
             shutdown_timeout: self.shutdown_timeout.0,
             input_budget: InputBudget::new(max_buffered_bytes),
-        }
+            stage: self.tls.stage()?,
+        })
     }
 
     /// [`ServerArgs::config`] for servers without requests (echo).
-    pub fn stream_config(&self) -> ServerConfig {
+    ///
+    /// # Errors
+    /// As [`ServerArgs::config`].
+    pub fn stream_config(&self) -> Result<ServerConfig> {
         self.config(Limit(None), DEFAULT_MAX_BUFFERED_BYTES)
     }
 

@@ -9,11 +9,13 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Result;
 use clap::Args;
-use sockets::transport::Endpoint;
+use sockets::transport::tls::ClientTls;
+use sockets::transport::{Connector, Endpoint};
 
 use super::UsageError;
-use super::args::{Limit, parse_limit, parse_port};
+use super::args::{Limit, TlsVersion, parse_limit, parse_port};
 
 /// Where a client connects, and its time limit.
 #[derive(Debug, Args)]
@@ -31,6 +33,62 @@ pub struct TargetArgs {
     /// reply or for more of one (0 = no limit).
     #[arg(short = 'w', long, value_name = "SECONDS", default_value = "10", value_parser = parse_limit, allow_negative_numbers = true)]
     pub timeout: Limit,
+    #[command(flatten, next_help_heading = "TLS")]
+    pub tls: ClientTlsArgs,
+}
+
+/// A client's TLS flags. Any of them but `--tls-min-version` and
+/// `--tls-no-resume` turns TLS on.
+#[derive(Debug, Args)]
+pub struct ClientTlsArgs {
+    /// Speak TLS, verifying the server against the system's trusted certificates.
+    #[arg(long)]
+    pub tls: bool,
+    /// Trust this CA, or the server's self-signed certificate (PEM), instead
+    /// of the system's; implies --tls.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// The name to ask for (SNI) and verify [default: HOST, or localhost with
+    /// --unix]; an IP address is checked against the certificate's IP
+    /// addresses; implies --tls.
+    #[arg(long, value_name = "NAME")]
+    pub tls_server_name: Option<String>,
+    /// Present this certificate chain (PEM) to servers that require one;
+    /// with --tls-key; implies --tls.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Do not verify the server's certificate: the connection is encrypted
+    /// but anyone on the way can pose as the server. For tests only; implies --tls.
+    #[arg(long, conflicts_with = "tls_ca")]
+    pub insecure: bool,
+    /// The oldest TLS version to accept.
+    #[arg(long, value_enum, value_name = "VERSION", default_value = "1.2")]
+    pub tls_min_version: TlsVersion,
+    /// Do not offer to resume earlier TLS sessions: every handshake is a full one.
+    #[arg(long)]
+    pub tls_no_resume: bool,
+}
+
+impl ClientTlsArgs {
+    /// The TLS settings, when any flag asks for TLS.
+    pub fn settings(&self) -> Option<ClientTls> {
+        let wanted = self.tls
+            || self.tls_ca.is_some()
+            || self.tls_server_name.is_some()
+            || self.tls_cert.is_some()
+            || self.insecure;
+        wanted.then(|| ClientTls {
+            ca: self.tls_ca.clone(),
+            server_name: self.tls_server_name.clone(),
+            identity: self.tls_cert.clone().zip(self.tls_key.clone()),
+            insecure: self.insecure,
+            min_version: self.tls_min_version.into(),
+            resume: !self.tls_no_resume,
+        })
+    }
 }
 
 impl TargetArgs {
@@ -47,6 +105,28 @@ impl TargetArgs {
     /// The time limit (`None`: no limit).
     pub fn timeout(&self) -> Option<Duration> {
         self.timeout.0
+    }
+
+    /// How to reach `endpoint`: with the time limit, and TLS if asked for.
+    /// `--insecure` is said loudly on stderr.
+    pub fn connector(&self, endpoint: Endpoint) -> Result<Connector> {
+        let connector = Connector::new(endpoint, self.timeout());
+        match self.tls.settings() {
+            None => Ok(connector),
+            Some(tls) => {
+                if tls.insecure {
+                    eprintln!(
+                        "warning: --insecure: the server's certificate is not verified; anyone on the way can pose as the server"
+                    );
+                }
+                Ok(connector.with_tls(&tls)?)
+            }
+        }
+    }
+
+    /// Whether any TLS flag was given.
+    pub fn wants_tls(&self) -> bool {
+        self.tls.settings().is_some()
     }
 }
 

@@ -10,6 +10,7 @@ use super::shown;
 use crate::deadline::within;
 use crate::display_duration;
 use crate::transport::datagram::{AsyncDatagramIo, recv_truncating};
+use crate::transport::tls::{Side, explain, is_tls_error};
 
 /// Bytes written or read per system call on streams.
 const CHUNK: usize = 64 * 1024;
@@ -27,12 +28,16 @@ pub enum EchoError {
     NoReply { attempts: u32, timeout: Duration },
     #[error("the reply of {len} bytes was truncated to the {buffer}-byte buffer (raise --buffer-size)")]
     Truncated { len: usize, buffer: usize },
+    #[error("TLS failed: {0}")]
+    Tls(String),
 }
 
-/// Sends `payload` on `stream`, half-closes, and reads back as many bytes
-/// as were sent. Writing and reading run together, so payloads larger than
-/// the socket buffers cannot deadlock. `timeout` bounds each step without
-/// progress, not the whole transfer.
+/// Sends `payload` on `stream`, reads back as many bytes as were sent, and
+/// closes. Writing and reading run together, so payloads larger than the
+/// socket buffers cannot deadlock. `timeout` bounds each step without
+/// progress, not the whole transfer. The write side is closed only once the
+/// echo is complete: TLS peers (OpenSSL's, for one) end the whole
+/// connection when the client closes its side.
 ///
 /// # Errors
 /// [`EchoError::Io`], [`EchoError::Stalled`], or [`EchoError::ClosedEarly`]
@@ -47,7 +52,7 @@ where
         for chunk in payload.chunks(CHUNK) {
             progress(timeout, writer.write_all(chunk)).await?;
         }
-        progress(timeout, writer.shutdown()).await
+        progress(timeout, writer.flush()).await
     };
     let receive = async {
         let mut received = Vec::with_capacity(payload.len());
@@ -68,6 +73,7 @@ where
     };
     let ((), received) = tokio::try_join!(send, receive)?;
     trace!("Received {}", shown(&received));
+    let _ = progress(timeout, writer.shutdown()).await;
     Ok(received)
 }
 
@@ -115,7 +121,9 @@ where
 /// Runs stream I/O that must make progress within `timeout`.
 async fn progress<T>(timeout: Option<Duration>, io: impl Future<Output = std::io::Result<T>>) -> Result<T, EchoError> {
     match within(timeout, io).await {
-        Some(result) => Ok(result?),
+        Some(Ok(value)) => Ok(value),
+        Some(Err(error)) if is_tls_error(&error) => Err(EchoError::Tls(explain(&error, Side::Client))),
+        Some(Err(error)) => Err(EchoError::Io(error)),
         None => Err(EchoError::Stalled(timeout.unwrap_or_default())),
     }
 }

@@ -18,6 +18,7 @@ use crate::deadline::{within, within_io};
 use crate::display_duration;
 use crate::protocol::{Message, MessageCodec, ProtocolError};
 use crate::python_repr::BytesRepr;
+use crate::transport::tls::{Side, explain, is_tls_error};
 
 /// Bytes of a request or response shown by a trace line.
 const TRACE_BYTES: usize = 1024;
@@ -33,6 +34,21 @@ pub enum ClientError {
     ClosedEarly,
     #[error("the server sent nothing for {}", display_duration(*.0))]
     Timeout(Duration),
+    #[error("the server answered with TLS: connect with --tls (and --tls-ca FILE for a private CA)")]
+    ServerSpeaksTls,
+    #[error("TLS failed: {0}")]
+    Tls(String),
+}
+
+impl ClientError {
+    /// A read error: a TLS failure explained, anything else as it is.
+    fn receiving(error: std::io::Error) -> ClientError {
+        if is_tls_error(&error) {
+            ClientError::Tls(explain(&error, Side::Client))
+        } else {
+            ClientError::Receive(error.into())
+        }
+    }
 }
 
 /// Sends `request` on `stream` and returns the first message that comes back.
@@ -59,28 +75,39 @@ where
         .await
         .map_err(|error| ClientError::Send(error.into()))?;
     let mut buf = BytesMut::with_capacity(1024);
-    loop {
+    let response = loop {
         if let Some(response) = codec.decode(&mut buf).map_err(ClientError::Receive)? {
-            trace!(
-                "Received response: {} {}",
-                BytesRepr(response.content_type.as_bytes()),
-                shown(&response.content)
-            );
-            return Ok(response);
+            break response;
         }
         match within(timeout, stream.read_buf(&mut buf)).await {
             None => return Err(ClientError::Timeout(timeout.unwrap_or_default())),
+            Some(Ok(0)) if looks_like_tls(&buf) => return Err(ClientError::ServerSpeaksTls),
             Some(Ok(0)) => {
-                return match codec.decode_eof(&mut buf) {
-                    Ok(Some(response)) => Ok(response),
-                    Ok(None) => Err(ClientError::ClosedEarly),
-                    Err(error) => Err(ClientError::Receive(error)),
+                match codec.decode_eof(&mut buf) {
+                    Ok(Some(response)) => break response,
+                    Ok(None) => return Err(ClientError::ClosedEarly),
+                    Err(error) => return Err(ClientError::Receive(error)),
                 };
             }
             Some(Ok(_)) => {}
-            Some(Err(error)) => return Err(ClientError::Receive(error.into())),
+            Some(Err(error)) => return Err(ClientError::receiving(error)),
         }
-    }
+    };
+    trace!(
+        "Received response: {} {}",
+        BytesRepr(response.content_type.as_bytes()),
+        shown(&response.content)
+    );
+    // Done: close our side (with TLS, that is a close_notify, which a TLS
+    // server expects before the connection ends).
+    let _ = within(timeout, stream.shutdown()).await;
+    Ok(response)
+}
+
+/// Whether a reply is a TLS record (a handshake or an alert) rather than a
+/// message: what a TLS server sends a client that spoke plain bytes to it.
+fn looks_like_tls(reply: &[u8]) -> bool {
+    matches!(reply, [0x15 | 0x16, 0x03, 0x00..=0x04, ..])
 }
 
 /// Bytes for a trace line: Python's repr of the first [`TRACE_BYTES`], and the length.

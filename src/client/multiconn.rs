@@ -2,14 +2,14 @@
 //! sending the same messages and reading back every byte it sent.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinSet;
 
 use crate::deadline::within_io;
 use crate::python_repr::BytesRepr;
-use crate::transport::{Endpoint, connect_stream};
+use crate::transport::Connector;
+use crate::transport::tls::{Side, describe_io};
 
 /// The messages each of the guide's connections sends.
 pub const GUIDE_MESSAGES: [&[u8]; 2] = [b"Message 1 from client.", b"Message 2 from client."];
@@ -22,23 +22,22 @@ pub struct Outcome {
     pub result: Result<usize, String>,
 }
 
-/// Opens `count` connections to `endpoint` concurrently; each sends every
-/// message, reads until it has as many bytes back as it sent, checks they
-/// are the same bytes, and closes. `say` receives the guide's progress lines.
-/// Outcomes are returned in connection order.
+/// Opens `count` connections through `connector` concurrently; each sends
+/// every message, reads until it has as many bytes back as it sent, checks
+/// they are the same bytes, and closes. `say` receives the guide's progress
+/// lines. Outcomes are returned in connection order.
 pub async fn run(
-    endpoint: &Endpoint,
+    connector: &Connector,
     count: usize,
     messages: &[Vec<u8>],
-    timeout: Option<Duration>,
     say: Arc<dyn Fn(String) + Send + Sync>,
 ) -> Vec<Outcome> {
     let messages: Arc<[Vec<u8>]> = messages.into();
     let mut tasks = JoinSet::new();
     for id in 1..=count {
-        let (endpoint, messages, say) = (endpoint.clone(), Arc::clone(&messages), Arc::clone(&say));
+        let (connector, messages, say) = (connector.clone(), Arc::clone(&messages), Arc::clone(&say));
         tasks.spawn(async move {
-            let result = one_connection(id, &endpoint, &messages, timeout, say.as_ref()).await;
+            let result = one_connection(id, &connector, &messages, say.as_ref()).await;
             Outcome { id, result }
         });
     }
@@ -52,13 +51,13 @@ pub async fn run(
 
 async fn one_connection(
     id: usize,
-    endpoint: &Endpoint,
+    connector: &Connector,
     messages: &[Vec<u8>],
-    timeout: Option<Duration>,
     say: &(dyn Fn(String) + Send + Sync),
 ) -> Result<usize, String> {
-    say(format!("Starting connection {id} to {endpoint}"));
-    let mut stream = connect_stream(endpoint, timeout).await.map_err(|e| e.to_string())?;
+    say(format!("Starting connection {id} to {}", connector.endpoint()));
+    let timeout = connector.timeout();
+    let mut stream = connector.connect().await.map_err(|e| e.to_string())?;
     let expected: Vec<u8> = messages.concat();
     // Each wait on the server is bounded by `timeout`.
     let exchange = async {
@@ -85,7 +84,8 @@ async fn one_connection(
         }
         Ok(received)
     };
-    let received = exchange.await.map_err(|error| error.to_string())?;
+    let received = exchange.await.map_err(|error| describe_io(&error, Side::Client))?;
+    let _ = within_io(timeout, stream.shutdown()).await;
     say(format!("Closing connection {id}"));
     if received != expected {
         return Err(format!(

@@ -244,6 +244,11 @@ where
     /// is taken without waiting; if nothing has, the buffers are released
     /// and the wait happens with no heap memory held.
     async fn read_first(&mut self) -> Result<usize, End<C::Error>> {
+        let read = self.read_first_bytes().await;
+        clean_eof(read)
+    }
+
+    async fn read_first_bytes(&mut self) -> Result<usize, End<C::Error>> {
         if self.input.capacity() > 0 {
             if let Some(read) = self.stream.read_buf(&mut self.input).now_or_never() {
                 return read.map_err(End::Io);
@@ -328,6 +333,16 @@ impl<S, C: FramedDecoder> Driver<S, C> {
         let mut grown = BytesMut::with_capacity(len + wanted);
         grown.extend_from_slice(&self.input);
         self.input = grown;
+    }
+}
+
+/// A TLS peer that closes without `close_notify` between messages has sent
+/// every request it meant to (each is delimited): that is an ordinary close,
+/// as most TLS clients end. Inside a message it stays a truncation.
+fn clean_eof<E>(read: Result<usize, End<E>>) -> Result<usize, End<E>> {
+    match read {
+        Err(End::Io(error)) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
+        other => other,
     }
 }
 

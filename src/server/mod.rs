@@ -1,11 +1,13 @@
 //! What every server shares, whatever its protocol.
 //!
 //! ```text
-//! listen (transport)
+//! listen (transport: TCP | Unix)
 //!   → accept loop (here: accept, count against the limit, spawn)
-//!   → connection handler, in the spawned task:
-//!       a framed protocol drives a [`driver::Driver`] (buffers, deadlines,
-//!       backpressure, input budget); echo copies bytes
+//!   → in the spawned task:
+//!       stage ([`stage::Stage`]: TLS handshake → peer identity)
+//!       → connection handler: a framed protocol drives a
+//!         [`driver::Driver`] (buffers, deadlines, backpressure, input
+//!         budget); echo copies bytes
 //! ```
 //!
 //! The accept loop only accepts, counts and spawns, so nothing a client does
@@ -23,6 +25,7 @@
 pub mod budget;
 pub mod driver;
 pub mod log_limit;
+pub mod stage;
 
 use std::fmt;
 use std::future::Future;
@@ -41,6 +44,7 @@ use crate::limited;
 use crate::transport::{Acceptor, PeerAddr};
 use budget::{BudgetShare, Evicted, InputBudget};
 use log_limit::{CONNECTION_LINES, PEER_WARNINGS};
+use stage::{PeerIdentity, Stage};
 
 /// Default cap on concurrently open connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
@@ -85,6 +89,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Option<Duration>,
     /// Server-wide budget for buffered input.
     pub input_budget: Arc<InputBudget>,
+    /// What each connection goes through before its protocol (TLS).
+    pub stage: Stage,
 }
 
 impl Default for ServerConfig {
@@ -94,6 +100,7 @@ impl Default for ServerConfig {
             limits: ConnectionLimits::default(),
             shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
             input_budget: InputBudget::new(budget::DEFAULT_MAX_BUFFERED_BYTES),
+            stage: Stage::default(),
         }
     }
 }
@@ -139,6 +146,8 @@ pub enum CloseReason {
     OverBudget(Evicted),
     /// The server is shutting down and the connection had nothing pending.
     Shutdown,
+    /// The TLS handshake failed or took too long.
+    TlsHandshake(String),
     /// The connection failed (reset, broken pipe, ...).
     Io(std::io::Error),
 }
@@ -163,6 +172,8 @@ impl fmt::Display for CloseReason {
                 evicted.limit, evicted.held
             ),
             CloseReason::Shutdown => f.write_str("server shutting down"),
+            // The explanation may quote the client (a certificate's names).
+            CloseReason::TlsHandshake(why) => write!(f, "TLS handshake failed: {}", Escaped::str(why)),
             CloseReason::Io(error) => write!(f, "connection error: {error}"),
         }
     }
@@ -176,6 +187,7 @@ where
     H: ConnectionHandler,
 {
     log_limit::start_reporter();
+    let stage = Arc::new(config.stage.clone());
     let permits = Arc::new(Semaphore::new(config.max_connections.clamp(1, MAX_MAX_CONNECTIONS)));
     let tracker = TaskTracker::new();
     let mut at_limit = false;
@@ -223,18 +235,23 @@ where
                 continue;
             }
         };
-        limited!(CONNECTION_LINES, INFO, "Accepted connection from {peer}");
-        let connection = Connection {
-            stream,
-            peer,
-            shutdown: shutdown.clone(),
-            limits: config.limits,
-            budget: config.input_budget.share(),
-        };
-        let handler = Arc::clone(&handler);
+        let (handler, stage, shutdown) = (Arc::clone(&handler), Arc::clone(&stage), shutdown.clone());
+        let (limits, budget) = (config.limits, config.input_budget.share());
         tracker.spawn(async move {
-            let peer = connection.peer.clone();
-            let reason = handler.handle(connection).await;
+            let reason = match stage.prepare(stream, peer.clone(), &shutdown).await {
+                Ok((stream, identity)) => {
+                    log_accepted(&identity);
+                    let connection = Connection {
+                        stream,
+                        peer: identity.addr,
+                        shutdown,
+                        limits,
+                        budget,
+                    };
+                    handler.handle(connection).await
+                }
+                Err(reason) => reason,
+            };
             limited!(CONNECTION_LINES, INFO, "Closing connection to {peer} ({reason})");
             drop(permit);
         });
@@ -256,6 +273,24 @@ where
             tracker.len(),
             display_duration(config.shutdown_timeout.unwrap_or_default())
         );
+    }
+}
+
+/// The "Accepted connection" line, with the TLS session when there is one.
+fn log_accepted(identity: &PeerIdentity) {
+    let peer = &identity.addr;
+    match &identity.tls {
+        None => limited!(CONNECTION_LINES, INFO, "Accepted connection from {peer}"),
+        Some(session) => match &session.client_subject {
+            // A certificate's subject is text the client chose.
+            Some(subject) => limited!(
+                CONNECTION_LINES,
+                INFO,
+                "Accepted connection from {peer} ({session}; client certificate {})",
+                Escaped::str(subject)
+            ),
+            None => limited!(CONNECTION_LINES, INFO, "Accepted connection from {peer} ({session})"),
+        },
     }
 }
 

@@ -11,7 +11,11 @@ use futures_util::stream::FuturesUnordered;
 use tokio::net::{TcpStream, UdpSocket, UnixStream};
 use tokio_util::either::Either;
 
+use rustls::pki_types::ServerName;
+use tokio_rustls::client::TlsStream;
+
 use super::datagram::AsyncDatagramIo;
+use super::tls::{ClientTls, Side, TlsConnector, TlsError, explain};
 use super::unix::BoundUnixDatagram;
 use super::{Endpoint, TransportError, strip_brackets};
 use crate::deadline::within_io;
@@ -22,6 +26,89 @@ pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 
 /// A connected stream of either kind: clients are written once for both.
 pub type Stream = Either<TcpStream, UnixStream>;
+
+/// A client's connection: plain, or TLS (boxed: its state is large).
+pub type ClientStream = Either<Stream, Box<TlsStream<Stream>>>;
+
+/// How a client reaches its server: where, how long each wait may take, and
+/// whether to speak TLS. Every client connects through one, so TLS (and
+/// anything else a connection needs before the protocol) is set up in one
+/// place.
+#[derive(Clone)]
+pub struct Connector {
+    endpoint: Endpoint,
+    timeout: Option<Duration>,
+    tls: Option<(TlsConnector, ServerName<'static>)>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("endpoint", &self.endpoint)
+            .field("timeout", &self.timeout)
+            .field("tls", &self.tls.as_ref().map(|(_, name)| name))
+            .finish()
+    }
+}
+
+impl Connector {
+    /// Plain connections to `endpoint`, each wait bounded by `timeout`.
+    pub fn new(endpoint: Endpoint, timeout: Option<Duration>) -> Connector {
+        Connector {
+            endpoint,
+            timeout,
+            tls: None,
+        }
+    }
+
+    /// TLS connections with `tls`. The name verified is `tls.server_name`,
+    /// or the host connected to (`localhost` for a Unix socket).
+    ///
+    /// # Errors
+    /// [`TlsError`] when the settings' files cannot be read or the name is not valid.
+    pub fn with_tls(mut self, tls: &ClientTls) -> Result<Connector, TlsError> {
+        let host = match &self.endpoint {
+            Endpoint::Inet { host, .. } => host.as_str(),
+            Endpoint::Unix(_) => "localhost",
+        };
+        self.tls = Some(tls.connector(host)?);
+        Ok(self)
+    }
+
+    /// Where connections go.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The limit on each wait.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
+    /// Whether connections speak TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Opens a connection, and does the TLS handshake when asked to.
+    ///
+    /// # Errors
+    /// As [`connect_stream`], or [`TransportError::Tls`] saying why the
+    /// handshake failed (unknown issuer, name mismatch, expired, ...).
+    pub async fn connect(&self) -> Result<ClientStream, TransportError> {
+        let stream = connect_stream(&self.endpoint, self.timeout).await?;
+        let Some((connector, name)) = &self.tls else {
+            return Ok(Either::Left(stream));
+        };
+        within_io(self.timeout, connector.connect(name.clone(), stream))
+            .await
+            .map(|tls| Either::Right(Box::new(tls)))
+            .map_err(|error| TransportError::Tls {
+                target: self.endpoint.to_string(),
+                reason: explain(&error, Side::Client),
+            })
+    }
+}
 
 /// Connects to a TCP or Unix stream endpoint.
 ///

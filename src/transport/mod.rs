@@ -6,6 +6,7 @@ pub mod connect;
 pub mod datagram;
 pub mod listen;
 pub mod resolve;
+pub mod tls;
 pub mod unix;
 
 use std::fmt;
@@ -15,7 +16,7 @@ use std::path::PathBuf;
 
 use crate::escape::Escaped;
 
-pub use connect::{connect_stream, connect_tcp};
+pub use connect::{ClientStream, Connector, connect_stream, connect_tcp};
 pub use listen::{Acceptor, bind_tcp};
 
 /// The port the guide uses for every example.
@@ -103,6 +104,8 @@ pub enum TransportError {
     UnixPathUnknown { path: PathBuf, source: std::io::Error },
     #[error("unix:{} exists and is not a socket (remove it, or pick another path)", .path.display())]
     UnixPathNotSocket { path: PathBuf },
+    #[error("TLS with {target} failed: {reason}")]
+    Tls { target: String, reason: String },
 }
 
 fn bind_hint(error: &std::io::Error) -> &'static str {
