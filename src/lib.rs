@@ -4,14 +4,19 @@
 //! How a connection flows through the crate, from the socket to the answer:
 //!
 //! ```text
-//! transport   listen: TCP | Unix (a stale socket file replaced, a live one refused)
+//! transport       listen: one ListenAddr (TCP | Unix), parsed once
 //!    ↓
-//! server      accept loop: accept, count against --max-connections, spawn
-//!    ↓          (nothing a client does can stall it)
-//! server      connection driver: buffers, idle and request deadlines,
-//!    ↓          backpressure, the server-wide input budget, shutdown
-//! app         request → response + outcome (no I/O)
+//! server          accept loop: accept, count against --max-connections, spawn
+//!    ↓              (nothing a client does can stall it)
+//! server::stage   in the connection's task: TLS handshake (with a deadline)
+//!    ↓              → peer identity
+//! server::driver  buffers, idle and request deadlines, backpressure,
+//!    ↓              the server-wide input budget, shutdown
+//! app             request → response + outcome (no I/O)
 //! ```
+//!
+//! Clients mirror it: a [`transport::Connector`] (endpoint, timeout, TLS)
+//! gives every client its connection.
 //!
 //! The modules, from the wire up (dependencies point downwards only):
 //!
@@ -20,11 +25,13 @@
 //!   [`app::respond`], the `Error: ...` texts; [`app::serve`] runs it on a
 //!   connection. Clients, bench and tests take the schema from here.
 //! - [`echo`]: the echo tier, on streams and datagrams (with echo-loop protection).
-//! - [`transport`]: addresses, listening and connecting sockets, name resolution.
-//! - [`server`]: what every server shares: the accept loop, the connection
-//!   driver, the input budget, log-line caps.
+//! - [`transport`]: addresses, listening and connecting sockets, TLS
+//!   configuration, name resolution.
+//! - [`server`]: what every server shares: the accept loop, the
+//!   per-connection stage, the connection driver, the input budget,
+//!   log-line caps.
 //! - [`client`]: the clients: app request/response, echo, multi-connection, relay.
-//! - [`bench`]: the load generator: app and echo load, reports, plots.
+//! - [`bench`](mod@bench): the load generator: app and echo load, reports, plots.
 //! - [`escape`]: peer-supplied text made safe for logs and terminals.
 //! - [`deadline`]: optional time limits (every timeout allows "no limit").
 //! - [`python_repr`]: Python's `repr(bytes)`, which the guide's programs print.

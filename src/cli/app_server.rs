@@ -12,6 +12,7 @@ use tracing::info;
 use sockets::app::SearchTable;
 use sockets::app::serve::AppHandler;
 use sockets::protocol::DEFAULT_MAX_CONTENT_LEN;
+use sockets::server::DEFAULT_REQUEST_TIMEOUT;
 use sockets::server::budget::DEFAULT_MAX_BUFFERED_BYTES;
 
 use super::args::{Limit, parse_limit};
@@ -38,7 +39,7 @@ pub struct AppServerArgs {
     pub max_content_length: u64,
     /// A request that has begun must arrive whole within this long, or the
     /// client is told so and closed (0 = never; the idle timeout applies then).
-    #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = parse_limit, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECONDS", default_value_t = Limit::of(DEFAULT_REQUEST_TIMEOUT), value_parser = parse_limit, allow_negative_numbers = true)]
     pub request_timeout: Limit,
     /// Server-wide limit on bytes of unfinished requests held in memory
     /// (1024 to 1099511627776); when it is reached, the connections holding

@@ -16,6 +16,23 @@ pub const MAX_SECONDS: u64 = 365 * 24 * 3600;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limit(pub Option<Duration>);
 
+impl Limit {
+    /// A limit of `duration`, for defaults taken from the library's constants.
+    pub const fn of(duration: Duration) -> Limit {
+        Limit(Some(duration))
+    }
+}
+
+/// Shown as clap shows defaults: seconds, `0` for no limit.
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            None => f.write_str("0"),
+            Some(limit) => write!(f, "{}", limit.as_secs_f64()),
+        }
+    }
+}
+
 /// Parses a [`Limit]: seconds with decimals allowed (`60`, `0.5`), 0 = no limit.
 pub fn parse_limit(text: &str) -> Result<Limit, String> {
     let seconds = parse_seconds(text)?;
@@ -100,6 +117,9 @@ mod tests {
         assert_eq!(parse_limit("60"), Ok(Limit(Some(Duration::from_secs(60)))));
         assert_eq!(parse_limit("0.25"), Ok(Limit(Some(Duration::from_millis(250)))));
         assert_eq!(parse_limit("0"), Ok(Limit(None)), "0 means no limit");
+        assert_eq!(Limit::of(Duration::from_secs(60)).to_string(), "60");
+        assert_eq!(Limit::of(Duration::from_millis(1500)).to_string(), "1.5");
+        assert_eq!(Limit(None).to_string(), "0");
         assert!(parse_limit("-1").unwrap_err().contains("between 0 and"));
         assert!(parse_limit("1e19").unwrap_err().contains("between 0 and"));
         assert!(parse_limit("NaN").unwrap_err().contains("between 0 and"));

@@ -206,8 +206,10 @@ async fn run_app(args: BenchAppArgs, stop: CancellationToken) -> Result<Report> 
         Some(rate) => format!(", {rate} requests/s"),
         None => ", as fast as possible".to_string(),
     });
+    let connector = common.target.connector(endpoint.clone())?;
+    let is_tls = connector.is_tls();
     let config = AppBench {
-        connector: common.target.connector(endpoint.clone())?,
+        connector,
         mode,
         connections: args.connections as usize,
         pipeline: args.pipeline as usize,
@@ -247,7 +249,7 @@ async fn run_app(args: BenchAppArgs, stop: CancellationToken) -> Result<Report> 
         unanswered: Some(outcome.unanswered),
         errors: ErrorTable(outcome.errors),
         interrupted: outcome.interrupted,
-        tls_handshakes: common.target.wants_tls().then(|| HandshakeReport {
+        tls_handshakes: is_tls.then(|| HandshakeReport {
             full: outcome.handshakes.full,
             resumed: outcome.handshakes.resumed,
             per_second: (outcome.handshakes.full + outcome.handshakes.resumed) as f64 / seconds,

@@ -9,9 +9,9 @@ use tracing::info;
 
 use sockets::echo::EchoHandler;
 use sockets::echo::datagram::{self, DEFAULT_PEER_RATE, DatagramConfig};
-use sockets::transport;
 use sockets::transport::listen::bind_udp;
 use sockets::transport::unix::BoundUnixDatagram;
+use sockets::transport::{self, ListenAddr};
 
 use super::server_args::{ServerArgs, announce};
 
@@ -52,14 +52,14 @@ pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {
     let config = DatagramConfig {
         peer_rate: (args.peer_rate > 0).then_some(args.peer_rate),
     };
-    match &args.server.unix {
-        Some(path) => {
-            let bound = BoundUnixDatagram::bind(path, args.server.socket_file())?;
+    match args.server.listen_addr() {
+        ListenAddr::Unix { path, options } => {
+            let bound = BoundUnixDatagram::bind(&path, options)?;
             let shutdown = announce(&format!("unix:{}", bound.path().display()));
             datagram::serve(&bound.socket, config, shutdown).await?;
         }
-        None => {
-            let socket = bind_udp(&args.server.host, args.server.port).await?;
+        ListenAddr::Tcp { host, port } => {
+            let socket = bind_udp(&host, port).await?;
             let addr = transport::canonical(socket.local_addr().context("reading the bound address")?);
             let shutdown = announce(&addr.to_string());
             datagram::serve(&socket, config, shutdown).await?;

@@ -5,19 +5,19 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use sockets::server::budget::{DEFAULT_MAX_BUFFERED_BYTES, InputBudget};
-use sockets::server::stage::Stage;
+use sockets::server::stage::{DEFAULT_HANDSHAKE_TIMEOUT, Stage};
 use sockets::server::{
-    self, ConnectionHandler, ConnectionLimits, DEFAULT_MAX_CONNECTIONS, MAX_MAX_CONNECTIONS, ServerConfig,
+    self, ConnectionHandler, ConnectionLimits, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_TIMEOUT,
+    MAX_MAX_CONNECTIONS, ServerConfig,
 };
 use sockets::transport::listen::DEFAULT_BACKLOG;
 use sockets::transport::tls::ServerTls;
-use sockets::transport::unix::{SocketFileOptions, UnixSocketListener};
-use sockets::transport::{self, DEFAULT_HOST, DEFAULT_PORT};
+use sockets::transport::unix::SocketFileOptions;
+use sockets::transport::{self, DEFAULT_HOST, DEFAULT_PORT, ListenAddr, Listener};
 
 use super::args::{Limit, TlsVersion, parse_limit, parse_mode, parse_port};
 use super::print_line;
@@ -52,10 +52,10 @@ pub struct ServerArgs {
     pub max_connections: u64,
     /// Close a connection that sends nothing for this long between requests,
     /// or takes none of our output for this long (0 = never).
-    #[arg(long, value_name = "SECONDS", default_value = "60", value_parser = parse_limit, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECONDS", default_value_t = Limit::of(DEFAULT_IDLE_TIMEOUT), value_parser = parse_limit, allow_negative_numbers = true)]
     pub idle_timeout: Limit,
     /// On Ctrl-C/SIGTERM, how long open connections get to finish (0 = as long as they need).
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_limit, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECONDS", default_value_t = Limit::of(DEFAULT_SHUTDOWN_TIMEOUT), value_parser = parse_limit, allow_negative_numbers = true)]
     pub shutdown_timeout: Limit,
     /// Listen backlog (1 to 65535): connections the kernel queues before we
     /// accept them (capped by net.core.somaxconn).
@@ -91,7 +91,7 @@ pub struct ServerTlsArgs {
     #[arg(long, value_enum, value_name = "VERSION", default_value = "1.2")]
     pub tls_min_version: TlsVersion,
     /// A client must complete its TLS handshake within this long (0 = no limit).
-    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_limit, allow_negative_numbers = true)]
+    #[arg(long, value_name = "SECONDS", default_value_t = Limit::of(DEFAULT_HANDSHAKE_TIMEOUT), value_parser = parse_limit, allow_negative_numbers = true)]
     pub tls_handshake_timeout: Limit,
 }
 
@@ -115,12 +115,6 @@ impl ServerTlsArgs {
             handshake_timeout: self.tls_handshake_timeout.0,
         })
     }
-}
-
-/// A bound stream listener of either kind.
-pub enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixSocketListener),
 }
 
 impl ServerArgs {
@@ -159,20 +153,26 @@ impl ServerArgs {
         SocketFileOptions { mode: self.unix_mode }
     }
 
+    /// Where to listen: the one place HOST PORT and --unix are read.
+    pub fn listen_addr(&self) -> ListenAddr {
+        match &self.unix {
+            Some(path) => ListenAddr::Unix {
+                path: path.clone(),
+                options: self.socket_file(),
+            },
+            None => ListenAddr::Tcp {
+                host: self.host.clone(),
+                port: self.port,
+            },
+        }
+    }
+
     /// Binds the stream listener, announces it, and arranges for
     /// Ctrl-C/SIGTERM to cancel the returned token.
     pub async fn listen(&self) -> Result<(Listener, CancellationToken)> {
         raise_open_file_limit();
-        let listener = match &self.unix {
-            Some(path) => Listener::Unix(UnixSocketListener::bind(path, self.backlog, self.socket_file())?),
-            None => Listener::Tcp(transport::bind_tcp(&self.host, self.port, self.backlog).await?),
-        };
-        let shown = match &listener {
-            Listener::Tcp(tcp) => {
-                transport::canonical(tcp.local_addr().context("reading the bound address")?).to_string()
-            }
-            Listener::Unix(unix) => format!("unix:{}", unix.path().display()),
-        };
+        let listener = Listener::bind(&self.listen_addr(), self.backlog).await?;
+        let shown = listener.shown().context("reading the bound address")?;
         Ok((listener, announce(&shown)))
     }
 
@@ -184,11 +184,7 @@ impl ServerArgs {
         handler: H,
         shutdown: CancellationToken,
     ) {
-        let handler = Arc::new(handler);
-        match listener {
-            Listener::Tcp(tcp) => server::run(tcp, config, handler, shutdown).await,
-            Listener::Unix(unix) => server::run(unix, config, handler, shutdown).await,
-        }
+        server::run(listener, config, Arc::new(handler), shutdown).await;
         info!("Server stopped");
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
+use sockets::client::DEFAULT_TIMEOUT;
 use sockets::transport::tls::ClientTls;
 use sockets::transport::{Connector, Endpoint};
 
@@ -31,7 +32,7 @@ pub struct TargetArgs {
     pub unix: Option<PathBuf>,
     /// Limit on each wait for the server: connecting, and each wait for a
     /// reply or for more of one (0 = no limit).
-    #[arg(short = 'w', long, value_name = "SECONDS", default_value = "10", value_parser = parse_limit, allow_negative_numbers = true)]
+    #[arg(short = 'w', long, value_name = "SECONDS", default_value_t = Limit::of(DEFAULT_TIMEOUT), value_parser = parse_limit, allow_negative_numbers = true)]
     pub timeout: Limit,
     #[command(flatten, next_help_heading = "TLS")]
     pub tls: ClientTlsArgs,
@@ -122,11 +123,6 @@ impl TargetArgs {
                 Ok(connector.with_tls(&tls)?)
             }
         }
-    }
-
-    /// Whether any TLS flag was given.
-    pub fn wants_tls(&self) -> bool {
-        self.tls.settings().is_some()
     }
 }
 

@@ -20,6 +20,9 @@ use crate::protocol::{Message, MessageCodec, ProtocolError};
 use crate::python_repr::BytesRepr;
 use crate::transport::tls::{Side, explain, is_tls_error};
 
+/// Default limit on each wait for the server, in every client.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Bytes of a request or response shown by a trace line.
 const TRACE_BYTES: usize = 1024;
 
@@ -110,7 +113,7 @@ fn looks_like_tls(reply: &[u8]) -> bool {
     matches!(reply, [0x15 | 0x16, 0x03, 0x00..=0x04, ..])
 }
 
-/// Bytes for a trace line: Python's repr of the first [`TRACE_BYTES`], and the length.
+/// Bytes for a trace line: Python's repr of the first `TRACE_BYTES`, and the length.
 pub fn shown(bytes: &[u8]) -> String {
     let head = &bytes[..bytes.len().min(TRACE_BYTES)];
     if head.len() == bytes.len() {

@@ -25,7 +25,7 @@
 //! buffer until its receiver reads it, and the kernel does not cap the queue
 //! of a client connected to us. One client that never reads fills our buffer
 //! (about 170 small replies), and then no reply to anyone can be sent. So
-//! while more than half of our buffer is unread ([`SendBufferGuard`]), the
+//! while more than half of our buffer is unread (`SendBufferGuard`), the
 //! peers that took the most since it was last nearly empty are not answered;
 //! the other half stays for everyone else.
 

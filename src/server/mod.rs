@@ -315,7 +315,7 @@ const LINGER_MAX_BYTES: usize = 256 * 1024;
 /// reset, and a reset can discard our final response before the client reads
 /// it (this matters after a framing error, when the client is still sending).
 /// So: send FIN, then read and drop input until the client closes too, for at
-/// most [`LINGER`] and [`LINGER_MAX_BYTES`].
+/// most `LINGER` and `LINGER_MAX_BYTES`.
 pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, reason: &CloseReason) {
     // The client closed first: its input is exhausted, so dropping the socket
     // cannot reset anything, and the FIN goes out with the close.

@@ -6,9 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
+use tokio_util::either::Either;
 
-use super::{PeerAddr, TransportError, canonical};
+use super::unix::UnixSocketListener;
+use super::{ListenAddr, PeerAddr, TransportError, canonical};
 
 /// Default listen backlog. The kernel caps it at `net.core.somaxconn`.
 pub const DEFAULT_BACKLOG: u32 = 1024;
@@ -32,6 +34,48 @@ impl Acceptor for TcpListener {
         // TCP_NODELAY is inherited from the listening socket (see bind_tcp).
         let (stream, addr) = TcpListener::accept(self).await?;
         Ok((stream, PeerAddr::Tcp(canonical(addr))))
+    }
+}
+
+/// A bound stream listener of either kind.
+#[derive(Debug)]
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixSocketListener),
+}
+
+impl Listener {
+    /// Binds `addr` with the given listen backlog.
+    ///
+    /// # Errors
+    /// As [`bind_tcp`] or [`UnixSocketListener::bind`].
+    pub async fn bind(addr: &ListenAddr, backlog: u32) -> Result<Listener, TransportError> {
+        match addr {
+            ListenAddr::Tcp { host, port } => bind_tcp(host, *port, backlog).await.map(Listener::Tcp),
+            ListenAddr::Unix { path, options } => UnixSocketListener::bind(path, backlog, *options).map(Listener::Unix),
+        }
+    }
+
+    /// Where it listens, as users write it: `127.0.0.1:65432`, `[::1]:80`, `unix:/run/app.sock`.
+    ///
+    /// # Errors
+    /// When the bound address cannot be read.
+    pub fn shown(&self) -> io::Result<String> {
+        Ok(match self {
+            Listener::Tcp(tcp) => canonical(tcp.local_addr()?).to_string(),
+            Listener::Unix(unix) => format!("unix:{}", unix.path().display()),
+        })
+    }
+}
+
+impl Acceptor for Listener {
+    type Stream = Either<TcpStream, UnixStream>;
+
+    async fn accept(&mut self) -> io::Result<(Self::Stream, PeerAddr)> {
+        match self {
+            Listener::Tcp(tcp) => Acceptor::accept(tcp).await.map(|(s, peer)| (Either::Left(s), peer)),
+            Listener::Unix(unix) => unix.accept().await.map(|(s, peer)| (Either::Right(s), peer)),
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use crate::escape::Escaped;
 
 pub use connect::{ClientStream, Connector, connect_stream, connect_tcp};
-pub use listen::{Acceptor, bind_tcp};
+pub use listen::{Acceptor, Listener, bind_tcp};
 
 /// The port the guide uses for every example.
 pub const DEFAULT_PORT: u16 = 65432;
@@ -40,6 +40,28 @@ impl fmt::Display for PeerAddr {
             // A client chooses its own socket's path: it is peer-supplied text.
             PeerAddr::Unix(Some(path)) => write!(f, "unix:{}", Escaped(path.as_os_str().as_bytes())),
             PeerAddr::Unix(None) => f.write_str("unix:(unnamed)"),
+        }
+    }
+}
+
+/// Where a stream server listens, parsed once from the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A host (address or name; "" for every IPv4 interface, "::" for every
+    /// interface) and port (0 picks a free one).
+    Tcp { host: String, port: u16 },
+    /// A Unix socket file, and how to create it.
+    Unix {
+        path: PathBuf,
+        options: unix::SocketFileOptions,
+    },
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp { host, port } => write!(f, "{host} port {port}"),
+            ListenAddr::Unix { path, .. } => write!(f, "unix:{}", path.display()),
         }
     }
 }
