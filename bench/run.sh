@@ -2,12 +2,16 @@
 # Reproduces the figures in BENCHMARKS.md, all in one run on this machine:
 #   bash bench/run.sh            # 10 s per measurement
 #   DURATION=3 bash bench/run.sh # quicker, noisier
+#   SECTIONS="tls echo" bash bench/run.sh   # only some sections: persistent,
+#                                           # oneshot, latency, memory, echo, tls
 # Installs what it needs (iperf3, redis, python3), builds the release binary,
 # and prints a Markdown report on stdout. Every server and client here runs on
 # loopback and shares the machine's cores unless a line says it is pinned.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
+SECTIONS=${SECTIONS:-persistent oneshot latency memory echo tls}
+want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 ROOT=$(pwd)
 S="$ROOT/target/release/sockets"
 WORK=$(mktemp -d)
@@ -19,9 +23,9 @@ cleanup() {
 trap cleanup EXIT
 
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need iperf3 || ! need redis-server || ! need redis-benchmark || ! need python3 || ! need taskset; then
-  echo "installing iperf3, redis, python3 ..." >&2
-  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 redis-server redis-tools python3 util-linux >&2
+if ! need iperf3 || ! need redis-server || ! need redis-benchmark || ! need python3 || ! need taskset || ! need haproxy || ! need openssl; then
+  echo "installing iperf3, redis, python3, haproxy, openssl ..." >&2
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 redis-server redis-tools python3 util-linux haproxy openssl >&2
 fi
 cargo build --release >&2
 
@@ -48,6 +52,7 @@ echo "Client and server share every core unless a line says they are pinned."
 echo
 
 # 1. Persistent connections, 64 x pipeline 16: app-server search vs redis PING.
+if want persistent; then
 echo "## Persistent, 64 connections, pipeline 16"
 echo
 echo "| server | server threads | load-generator threads | requests/s | vs redis |"
@@ -82,7 +87,10 @@ echo "| -q (warnings only) | $quiet | 1.00 |"
 echo "| info (default) | $logged | $(ratio "$logged" "$quiet") |"
 echo
 
+fi
+
 # 2. Oneshot: a new connection per request, 8 workers.
+if want oneshot; then
 echo "## Oneshot (a connection per request), 8 workers"
 echo
 echo "| server | requests/s | vs Python guide-style server |"
@@ -100,7 +108,10 @@ done
 echo "| tests/python/guide_server.py (selectors, one request per connection) | $py_rps | 1.00 |"
 echo
 
+fi
+
 # 3. Latency: one connection, no pipelining, client and server pinned to CPU 0.
+if want latency; then
 echo "## Latency, 1 connection, no pipelining, client and server pinned to CPU 0"
 echo
 start app taskset -c 0 "$S" app-server -q 127.0.0.1 0 --threads 1
@@ -112,7 +123,10 @@ echo "|---|---|---|---|---|"
 echo "$lat"
 echo
 
+fi
+
 # 4. Memory per idle connection.
+if want memory; then
 echo "## Memory, 10,000 idle connections"
 echo
 echo "| server | RSS before | RSS with 10,000 idle | per connection |"
@@ -135,7 +149,10 @@ for server in app-server echo-server; do
 done
 echo
 
+fi
+
 # 5. Echo throughput vs iperf3 over loopback.
+if want echo; then
 echo "## Echo throughput over loopback, 64 KiB blocks"
 echo
 echo "| streams | iperf3 MB/s | sockets echo (--threads 1) MB/s | ratio | sockets echo (--threads 2) MB/s | ratio |"
@@ -158,3 +175,64 @@ for streams in 1 8; do
 done
 echo
 echo "Echo MB/s counts bytes that came back (each crossed loopback twice); iperf3 counts bytes received once."
+fi
+
+# 6. TLS: the cost of TLS, against HAProxy terminating TLS in front of the
+# plaintext server, and handshakes per second.
+if want tls; then
+echo "## TLS"
+echo
+"$S" cert localhost 127.0.0.1 --cert "$WORK/tls.pem" --key "$WORK/tls.key" > /dev/null
+cat "$WORK/tls.pem" "$WORK/tls.key" > "$WORK/haproxy.pem"
+start plain "$S" app-server -q 127.0.0.1 0 --threads 1
+PLAIN_PORT=$PORT; PLAIN_PID=$LAST_PID
+start tls "$S" app-server -q 127.0.0.1 0 --threads 1 --tls-cert "$WORK/tls.pem" --tls-key "$WORK/tls.key"
+TLS_PORT=$PORT; TLS_PID=$LAST_PID
+HAPROXY_PORT=$(free_port)
+cat > "$WORK/haproxy.cfg" <<CFG
+global
+    maxconn 5000
+    nbthread 1
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend tls_in
+    bind 127.0.0.1:$HAPROXY_PORT ssl crt $WORK/haproxy.pem
+    default_backend app
+backend app
+    server plain 127.0.0.1:$PLAIN_PORT
+CFG
+haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.log" 2>&1 &
+PIDS+=($!); HAPROXY_PID=$!
+sleep 0.7
+tls=(--tls-ca "$WORK/tls.pem")
+echo "Every server runs one thread; the load generator one; all share the 2 cores."
+echo
+echo "| persistent, 64 connections, pipeline 16 | requests/s | ratio |"
+echo "|---|---|---|"
+plain=$("$S" bench app 127.0.0.1 "$PLAIN_PORT" -c 64 -P 16 -d "$DURATION" --json | json 'round(d["requests_per_second"])')
+direct=$("$S" bench app 127.0.0.1 "$TLS_PORT" -c 64 -P 16 -d "$DURATION" --json "${tls[@]}" | json 'round(d["requests_per_second"])')
+proxied=$("$S" bench app 127.0.0.1 "$HAPROXY_PORT" -c 64 -P 16 -d "$DURATION" --json "${tls[@]}" | json 'round(d["requests_per_second"])')
+echo "| sockets app-server, plaintext | $plain | 1.00 |"
+echo "| sockets app-server --tls-cert (TLS 1.3) | $direct | $(ratio "$direct" "$plain") |"
+echo "| HAProxy 1 thread terminating TLS → plaintext app-server | $proxied | $(ratio "$proxied" "$plain") |"
+echo
+echo "Ours over TLS / HAProxy terminating TLS: $(ratio "$direct" "$proxied")"
+echo
+echo "| oneshot, 8 workers: a TLS handshake per request | handshakes/s | ratio |"
+echo "|---|---|---|"
+for resume in on off; do
+  extra=(); [ "$resume" = off ] && extra=(--tls-no-resume)
+  ours=$("$S" bench app 127.0.0.1 "$TLS_PORT" --mode oneshot -c 8 -d "$DURATION" --json "${tls[@]}" "${extra[@]}" | json 'round(d["tls_handshakes"]["per_second"])')
+  theirs=$("$S" bench app 127.0.0.1 "$HAPROXY_PORT" --mode oneshot -c 8 -d "$DURATION" --json "${tls[@]}" "${extra[@]}" | json 'round(d["tls_handshakes"]["per_second"])')
+  echo "| sockets app-server, resumption $resume | $ours | $(ratio "$ours" "$theirs") |"
+  echo "| HAProxy → app-server, resumption $resume | $theirs | 1.00 |"
+done
+echo
+s_time=$(timeout $((DURATION + 10)) openssl s_time -connect "127.0.0.1:$TLS_PORT" -new -time "$DURATION" -CAfile "$WORK/tls.pem" 2>/dev/null | grep -m1 'connections in' || true)
+echo "openssl s_time -new against sockets app-server: $s_time"
+echo
+kill "$HAPROXY_PID" "$PLAIN_PID" "$TLS_PID" 2>/dev/null || true
+fi
