@@ -242,25 +242,30 @@ fn tls_min_version_1_3_refuses_a_1_2_only_client() {
     assert!(!new.stdout.is_empty(), "a TLS 1.3 client was refused");
 }
 
-/// `socat OPENSSL-LISTEN` running `cat`: an echo server in OpenSSL.
-fn socat_echo(certs: &Certs) -> (std::process::Child, u16) {
-    let port = free_port();
-    let child = Command::new("socat")
-        .args([
-            &format!(
-                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
-                certs.pem("server"),
-                certs.key("server")
-            ),
-            "EXEC:cat",
-        ])
+/// Runs a program (a real TLS peer) in the background; killed when dropped.
+fn spawn_peer(program: &str, args: &[&str]) -> Killed {
+    let child = Command::new(program)
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("socat must be installed (.ci/run installs it)");
+        .unwrap_or_else(|e| panic!("{program} must be installed (.ci/run installs it): {e}"));
+    Killed(child)
+}
+
+/// `socat OPENSSL-LISTEN` on a free port, running `command` for each
+/// connection (`fork`: the readiness probe takes a connection of its own).
+fn socat_tls(certs: &Certs, command: &str) -> (Killed, u16) {
+    let port = free_port();
+    let listen = format!(
+        "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
+        certs.pem("server"),
+        certs.key("server")
+    );
+    let socat = spawn_peer("socat", &[&listen, command]);
     wait_for_port(port);
-    (child, port)
+    (socat, port)
 }
 
 fn free_port() -> u16 {
@@ -291,8 +296,7 @@ impl Drop for Killed {
 #[test]
 fn our_clients_against_socat_and_gnutls_echo_servers() {
     let certs = Certs::new();
-    let (socat, port) = socat_echo(&certs);
-    let _socat = Killed(socat);
+    let (_socat, port) = socat_tls(&certs, "EXEC:cat");
     let port = port.to_string();
     let ca = certs.pem("server");
     assert_eq!(
@@ -311,8 +315,9 @@ fn our_clients_against_socat_and_gnutls_echo_servers() {
     assert!(out.contains("5 succeeded, 0 failed"), "{out}");
 
     let gnutls_port = free_port();
-    let gnutls = Command::new("gnutls-serv")
-        .args([
+    let _gnutls = spawn_peer(
+        "gnutls-serv",
+        &[
             "--echo",
             "--port",
             &gnutls_port.to_string(),
@@ -320,13 +325,8 @@ fn our_clients_against_socat_and_gnutls_echo_servers() {
             &certs.pem("server"),
             "--x509keyfile",
             &certs.key("server"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("gnutls-serv must be installed (.ci/run installs gnutls-bin)");
-    let _gnutls = Killed(gnutls);
+        ],
+    );
     wait_for_port(gnutls_port);
     // gnutls-serv echoes whole lines.
     assert_eq!(
@@ -351,28 +351,12 @@ fn app_client_against_an_openssl_server_gets_the_guide_line() {
     let dir = tempfile::tempdir().unwrap();
     let answer = dir.path().join("answer.bin");
     std::fs::write(&answer, &response.wire).unwrap();
-    // `fork`: the readiness probe below takes one connection of its own.
-    let port = free_port();
-    let socat = Command::new("socat")
-        .args([
-            &format!(
-                "OPENSSL-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,cert={},key={},verify=0",
-                certs.pem("server"),
-                certs.key("server")
-            ),
-            &format!(
-                "SYSTEM:head -c {} >/dev/null; cat {}",
-                request.wire.len(),
-                answer.display()
-            ),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("socat");
-    let _socat = Killed(socat);
-    wait_for_port(port);
+    let command = format!(
+        "SYSTEM:head -c {} >/dev/null; cat {}",
+        request.wire.len(),
+        answer.display()
+    );
+    let (_socat, port) = socat_tls(&certs, &command);
     assert_eq!(
         run_ok(&[
             "app-client",

@@ -35,7 +35,7 @@ use tokio::task::JoinSet;
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
-use super::{Budget, Counters, ErrorCounts, ErrorKind, Limit, new_histogram, record};
+use super::{Budget, Counters, ErrorCounts, ErrorKind, Limit, halt_token, new_histogram, record};
 use crate::app::Reply;
 use crate::deadline::{within, within_io};
 use crate::escape::Escaped;
@@ -282,15 +282,7 @@ pub async fn run(config: AppBench, counters: Arc<Counters>, stop: CancellationTo
     let started = Instant::now();
     let workers = config.connections.max(1);
     let interval = config.rate.map(|rate| Duration::from_secs_f64(workers as f64 / rate));
-    let halt = stop.child_token();
-    if let (Limit::Duration(duration), Some(timeout)) = (config.limit, config.connector.timeout()) {
-        // However the server behaves, the run ends one timeout after its duration.
-        let halt = halt.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(duration + timeout).await;
-            halt.cancel();
-        });
-    }
+    let halt = halt_token(&stop, config.limit, config.connector.timeout());
     let shared = Arc::new(Shared {
         budget: Budget::new(config.limit, started),
         expected: Expected::new(config.expected.clone()),

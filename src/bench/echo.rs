@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
-use super::{Budget, Counters, ErrorCounts, ErrorKind, Limit};
+use super::{Budget, Counters, ErrorCounts, ErrorKind, Limit, halt_token};
 use crate::deadline::within_io;
 use crate::transport::Connector;
 
@@ -50,14 +50,7 @@ pub async fn run(config: EchoBench, counters: Arc<Counters>, stop: CancellationT
         duration => duration,
     };
     let budget = Arc::new(Budget::new(limit, started));
-    let halt = stop.child_token();
-    if let (Limit::Duration(duration), Some(timeout)) = (config.limit, config.connector.timeout()) {
-        let halt = halt.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(duration + timeout).await;
-            halt.cancel();
-        });
-    }
+    let halt = halt_token(&stop, config.limit, config.connector.timeout());
     let mut tasks = JoinSet::new();
     for _ in 0..config.connections.max(1) {
         let (config, pattern, budget, counters, halt) = (

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 /// When a run ends.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -172,6 +173,21 @@ pub async fn sample(
             return timeline;
         }
     }
+}
+
+/// A token cancelled when `stop` is, or, for a run with a duration and a
+/// timeout, one timeout after the duration: however the server behaves (a
+/// trickle of bytes resets every per-read timeout), the run ends.
+pub fn halt_token(stop: &CancellationToken, limit: Limit, timeout: Option<Duration>) -> CancellationToken {
+    let halt = stop.child_token();
+    if let (Limit::Duration(duration), Some(timeout)) = (limit, timeout) {
+        let halt = halt.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration + timeout).await;
+            halt.cancel();
+        });
+    }
+    halt
 }
 
 /// A new latency histogram in nanoseconds, 1 ns to 1 hour, 3 significant digits.

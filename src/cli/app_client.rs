@@ -12,6 +12,7 @@ use sockets::escape::Terminal;
 use sockets::protocol::DEFAULT_MAX_CONTENT_LEN;
 use sockets::python_repr::BytesRepr;
 
+use super::args::content_length;
 use super::target::TargetArgs;
 use super::{UsageError, print_line};
 
@@ -30,7 +31,7 @@ pub struct AppClientArgs {
         long,
         value_name = "BYTES",
         default_value_t = DEFAULT_MAX_CONTENT_LEN as u64,
-        value_parser = clap::value_parser!(u64).range(0..=1 << 30)
+        value_parser = content_length()
     )]
     pub max_content_length: u64,
 }

@@ -15,11 +15,8 @@ use sockets::protocol::DEFAULT_MAX_CONTENT_LEN;
 use sockets::server::DEFAULT_REQUEST_TIMEOUT;
 use sockets::server::budget::DEFAULT_MAX_BUFFERED_BYTES;
 
-use super::args::{Limit, parse_limit};
+use super::args::{Limit, content_length, parse_limit};
 use super::server_args::ServerArgs;
-
-/// Largest `--max-content-length`: 1 GiB.
-const MAX_CONTENT_LENGTH: u64 = 1 << 30;
 
 #[derive(Debug, Args)]
 pub struct AppServerArgs {
@@ -34,7 +31,7 @@ pub struct AppServerArgs {
         long,
         value_name = "BYTES",
         default_value_t = DEFAULT_MAX_CONTENT_LEN as u64,
-        value_parser = clap::value_parser!(u64).range(0..=MAX_CONTENT_LENGTH)
+        value_parser = content_length()
     )]
     pub max_content_length: u64,
     /// A request that has begun must arrive whole within this long, or the

@@ -39,6 +39,14 @@ pub fn parse_limit(text: &str) -> Result<Limit, String> {
     Ok(Limit((!seconds.is_zero()).then_some(seconds)))
 }
 
+/// Largest `--max-content-length` any command accepts: 1 GiB.
+pub const MAX_CONTENT_LENGTH: u64 = 1 << 30;
+
+/// The parser of every `--max-content-length`: 0 to [`MAX_CONTENT_LENGTH`].
+pub fn content_length() -> clap::builder::RangedU64ValueParser {
+    clap::value_parser!(u64).range(0..=MAX_CONTENT_LENGTH)
+}
+
 /// `--tls-min-version`: the oldest TLS version accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TlsVersion {

@@ -19,7 +19,7 @@ use sockets::bench::report::{ErrorTable, HandshakeReport, LatencySummary, Report
 use sockets::bench::{self, Counters, Limit, Timeline, plot};
 use sockets::protocol::{DEFAULT_MAX_CONTENT_LEN, Message};
 
-use super::args::{parse_positive_seconds, parse_rate};
+use super::args::{content_length, parse_positive_seconds, parse_rate};
 use super::print_line;
 use super::target::TargetArgs;
 
@@ -113,7 +113,7 @@ pub struct BenchAppArgs {
         long,
         value_name = "BYTES",
         default_value_t = DEFAULT_MAX_CONTENT_LEN as u64,
-        value_parser = clap::value_parser!(u64).range(0..=1 << 30)
+        value_parser = content_length()
     )]
     pub max_content_length: u64,
 }
