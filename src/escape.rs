@@ -28,7 +28,13 @@ impl<'a> Escaped<'a> {
 
 impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = &self.0[..self.0.len().min(LOG_VALUE_LIMIT)];
+        let mut shown = &self.0[..self.0.len().min(LOG_VALUE_LIMIT)];
+        // Cut before a character the limit would split, not through it.
+        if let Err(error) = std::str::from_utf8(shown) {
+            if error.error_len().is_none() && shown.len() < self.0.len() {
+                shown = &shown[..error.valid_up_to()];
+            }
+        }
         write_escaped(f, shown)?;
         if shown.len() < self.0.len() {
             write!(f, "…({} bytes in all)", self.0.len())?;
@@ -149,11 +155,14 @@ mod tests {
         let long = "a".repeat(1000);
         let shown = Escaped::str(&long).to_string();
         assert_eq!(shown, format!("{}…(1000 bytes in all)", "a".repeat(LOG_VALUE_LIMIT)));
-        // A multi-byte character cut by the limit shows as bytes, never as U+FFFD.
+        // The cut falls before a character the limit would split.
         let emoji = format!("{}🐰", "a".repeat(LOG_VALUE_LIMIT - 1));
         let shown = Escaped::str(&emoji).to_string();
-        assert!(shown.starts_with(&"a".repeat(LOG_VALUE_LIMIT - 1)), "{shown}");
-        assert!(shown.ends_with("\\xf0…(203 bytes in all)"), "{shown}");
+        assert_eq!(shown, format!("{}…(203 bytes in all)", "a".repeat(LOG_VALUE_LIMIT - 1)));
+        // Invalid bytes at the cut still show as bytes.
+        let mut bytes = vec![b'a'; LOG_VALUE_LIMIT - 1];
+        bytes.extend_from_slice(b"\xff\xff");
+        assert!(Escaped(&bytes).to_string().ends_with("\\xff…(201 bytes in all)"));
         // The terminal form never cuts.
         assert_eq!(Terminal(&long).to_string(), long);
     }

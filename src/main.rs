@@ -17,7 +17,7 @@ fn main() -> ExitCode {
         Err(error) => match error.downcast_ref::<cli::UsageError>() {
             Some(usage) => cli::exit_with_usage_error(&path, usage),
             None => {
-                eprintln!("error: {error:#}");
+                cli::say(&format!("error: {error:#}"));
                 ExitCode::FAILURE
             }
         },

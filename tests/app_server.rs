@@ -665,6 +665,44 @@ async fn issue_7_shutdown_answers_pipelined_requests_already_received() {
     assert!(server.wait_exit().success());
 }
 
+/// A server whose stderr breaks (its log pipe's reader exits, as with
+/// `sockets app-server 2>&1 | head -1`) keeps serving and still stops on
+/// SIGTERM: a log line that cannot be written is dropped, never a panic.
+#[test]
+fn a_server_with_a_broken_stderr_keeps_serving_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("app.sock");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut child = std::process::Command::new(common::binary())
+        .args(["app-server", "--unix", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(writer)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + STEP;
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "the server never listened");
+        assert!(child.try_wait().unwrap().is_none(), "the server died");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..3 {
+        let out = common::run_ok(&["app-client", "--unix", path.to_str().unwrap(), "search", "ring"]);
+        assert_eq!(out, "Got result: In the caves beneath the Misty Mountains. 💍\n");
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + STEP;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "SIGTERM did not stop the server");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
 /// Issue 7, item 9: a server whose stdout is closed (`sockets app-server |
 /// true`) keeps serving; the address is in the log, and the failure too.
 #[test]

@@ -305,6 +305,75 @@ fn issue_7_bench_refuses_an_oversized_response() {
     );
 }
 
+/// Issue 7, item 11: the probe before the run is bounded too: a server
+/// that trickles its first answer a byte at a time holds the bench for one
+/// timeout, not forever.
+#[test]
+fn issue_7_the_probe_is_bounded_against_a_trickling_server() {
+    let good = common::encode(&sockets::app::result_message("Follow the white rabbit. 🐰"));
+    let port = fake_server(move |stream| {
+        for byte in &good {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            stream.write_all(&[*byte])?;
+        }
+        Ok(())
+    });
+    let started = std::time::Instant::now();
+    common::run_fails(
+        &["bench", "app", "127.0.0.1", &port, "-d", "1", "-w", "1"],
+        1,
+        "failed: no whole response within 1s",
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// Mistakes that would waste a run are refused before it: a plot path
+/// that cannot be written, options of another mode.
+#[test]
+fn bench_refuses_what_would_waste_a_run() {
+    let server = ServerProcess::start(&["app-server", "127.0.0.1", "0", "-q"]);
+    let port = server.port();
+    let started = std::time::Instant::now();
+    common::run_fails(
+        &[
+            "bench",
+            "app",
+            "127.0.0.1",
+            &port,
+            "-d",
+            "5",
+            "--plot",
+            "/no/such/dir/x.svg",
+        ],
+        1,
+        "cannot write the plot to /no/such/dir/x.svg: No such file or directory",
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(2), "it ran first");
+    common::run_fails(
+        &["bench", "app", "127.0.0.1", &port, "--mode", "oneshot", "-P", "4"],
+        2,
+        "--pipeline applies to --mode persistent only",
+    );
+    common::run_fails(
+        &[
+            "bench",
+            "app",
+            "127.0.0.1",
+            &port,
+            "--request",
+            "binary:x",
+            "--expect",
+            "y",
+        ],
+        2,
+        "--expect applies to search requests only",
+    );
+}
+
 /// Issue 7, item 11: Ctrl-C ends the run early and still prints the report.
 #[test]
 fn issue_7_bench_interrupted_prints_what_it_measured() {

@@ -25,7 +25,7 @@ const PORT_OUT_OF_RANGE: [&[&str]; 10] = [
 #[test]
 fn issue_7_a_bad_port_reads_the_same_everywhere() {
     for args in PORT_OUT_OF_RANGE {
-        let stderr = run_fails(args, 2, "'70000' is not a port number (0 to 65535)");
+        let stderr = run_fails(args, 2, "'70000' is not a port number from 0 to 65535");
         assert!(
             stderr.starts_with("error: invalid value '70000' for '"),
             "{args:?}: {stderr}"

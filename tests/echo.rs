@@ -97,7 +97,7 @@ fn refused_and_usage_errors_are_clear() {
     run_fails(
         &["echo-client", "127.0.0.1", "http"],
         2,
-        "invalid value 'http' for '<PORT>': 'http' is not a port number (0 to 65535)",
+        "invalid value 'http' for '<PORT>': 'http' is not a port number from 0 to 65535",
     );
     run_fails(
         &["multiconn-client", "127.0.0.1", "1", "0"],

@@ -197,6 +197,25 @@ fn issue_7_a_unix_datagram_client_that_never_reads_stalls_nobody() {
     drop(sender.join().unwrap());
 }
 
+/// A Unix datagram client bound to an abstract name (Linux) is answered
+/// like one bound to a path.
+#[test]
+fn an_abstract_unix_datagram_client_is_answered() {
+    use std::os::linux::net::SocketAddrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dgram.sock");
+    let server = start_echo_server(&["--udp", "--unix", path.to_str().unwrap()]);
+    let name = format!("sockets-test-{}", std::process::id());
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let client = std::os::unix::net::UnixDatagram::bind_addr(&address).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    client.send_to(b"abstract", &path).unwrap();
+    let mut buf = [0u8; 64];
+    let n = client.recv(&mut buf).expect("an answer");
+    assert_eq!(&buf[..n], b"abstract");
+    server.wait_for_log(&format!("Echoed 8 bytes to unix:@{name}"));
+}
+
 /// Issue 7, item 14: a second UDP server on a port in use is refused, as for TCP.
 #[test]
 fn issue_7_a_second_udp_server_on_a_used_port_is_refused() {

@@ -12,12 +12,11 @@
 //! from a broken frame.
 //!
 //! With `--rate`, requests are scheduled at fixed intervals. A request the
-//! server delayed (its connection was busy with earlier requests when it
-//! was due) is charged from when it was due, the coordinated-omission
-//! correction of wrk2; a request sent late only because our own timer woke
-//! late is charged from when it was sent, so an idle server is not blamed
-//! for the load generator's timer. Both the corrected and the uncorrected
-//! latencies are reported.
+//! server held back (every slot of its connection was taken by earlier
+//! requests while it was due) is charged that wait, the coordinated-omission
+//! correction of wrk2; the rest of its lateness (our own timer waking late,
+//! which on an idle server is all of it) is not the server's, and is not
+//! charged. Both the corrected and the uncorrected latencies are reported.
 //!
 //! Time and memory are bounded whatever the server does: responses are
 //! decoded with a content limit, every wait has the timeout, and the run
@@ -41,6 +40,7 @@ use crate::deadline::{within, within_io};
 use crate::escape::Escaped;
 use crate::protocol::{ByteOrder, Message, MessageCodec, ProtocolError};
 use crate::python_repr::BytesRepr;
+use crate::transport::tls::{Side, describe_io};
 use crate::transport::{ClientStream, Connector, Endpoint, TransportError};
 
 /// How requests reach the server.
@@ -114,6 +114,8 @@ pub enum BenchError {
          (as the guide's server does); use --mode oneshot"
     )]
     OneRequestPerConnection { endpoint: Endpoint },
+    #[error("interrupted before the run started")]
+    Interrupted,
 }
 
 /// The expected response, encoded for either byte order.
@@ -256,7 +258,7 @@ impl Tally {
 /// A message described for a person: its `result`, or its bytes, escaped and cut.
 fn describe(message: &Message) -> String {
     match Reply::from_message(message) {
-        Ok(Reply::Result(result)) => format!("result {:?}", Escaped::str(&result).to_string()),
+        Ok(Reply::Result(result)) => format!("result \"{}\"", Escaped::str(&result)),
         _ => format!(
             "{} {}",
             Escaped::str(&message.content_type),
@@ -278,7 +280,21 @@ pub async fn run(config: AppBench, counters: Arc<Counters>, stop: CancellationTo
         .encode(&config.request, &mut request)
         .expect("the request encodes");
     let request = request.freeze();
-    probe(&config, &request).await?;
+    // The probe is bounded as a whole (a trickling server resets every
+    // per-read limit) and stops at Ctrl-C like the run.
+    let limit = config.connector.timeout();
+    tokio::select! {
+        probed = within(limit, probe(&config, &request)) => match probed {
+            Some(result) => result?,
+            None => {
+                return Err(BenchError::Probe {
+                    endpoint: config.connector.endpoint().clone(),
+                    reason: format!("no whole response within {}", show_limit(limit)),
+                });
+            }
+        },
+        () = stop.cancelled() => return Err(BenchError::Interrupted),
+    }
     let started = Instant::now();
     let workers = config.connections.max(1);
     let interval = config.rate.map(|rate| Duration::from_secs_f64(workers as f64 / rate));
@@ -370,8 +386,15 @@ async fn probe(config: &AppBench, request: &[u8]) -> Result<(), BenchError> {
                     endpoint: endpoint.clone(),
                 });
             }
+            Ok(_) if !buf.is_empty() => {
+                return Err(fail(format!(
+                    "the server sent {} bytes that are not a whole message ({}), then closed the connection",
+                    buf.len(),
+                    BytesRepr(&buf[..buf.len().min(32)])
+                )));
+            }
             Ok(_) => return Err(fail("the server closed the connection without responding".into())),
-            Err(error) => return Err(fail(error.to_string())),
+            Err(error) => return Err(fail(describe_io(&error, Side::Client))),
         }
     }
 }
@@ -451,6 +474,48 @@ struct InFlight {
     charged_from: Instant,
 }
 
+/// When the server last held every slot of a connection (a pipeline full,
+/// a oneshot worker's exchange): the only waits charged to the server
+/// besides a request's own time.
+#[derive(Debug, Clone, Copy, Default)]
+struct HeldBack {
+    /// The current busy spell's start, while it lasts.
+    since: Option<Instant>,
+    /// The last finished busy spell.
+    last: Option<(Instant, Instant)>,
+}
+
+impl HeldBack {
+    /// A busy spell begins at `at`, with a request that was due at `due`.
+    /// If that request was already due while the last spell lasted, the
+    /// server has held the connection all along: the spells are one.
+    fn start(&mut self, at: Instant, due: Instant) {
+        if self.since.is_none() {
+            self.since = Some(match self.last {
+                Some((start, end)) if due <= end => start,
+                _ => at,
+            });
+        }
+    }
+
+    fn end(&mut self, at: Instant) {
+        if let Some(since) = self.since.take() {
+            self.last = Some((since, at));
+        }
+    }
+
+    /// When a request due at `due` and sent at `sent` counts from: its send
+    /// time, less the part of its lateness during which the server held
+    /// every slot. Lateness of our own (a timer that woke late) is not charged.
+    fn charged_from(&self, due: Instant, sent: Instant) -> Instant {
+        let held = match self.last {
+            Some((start, end)) => sent.min(end).saturating_duration_since(due.max(start)),
+            None => Duration::ZERO,
+        };
+        sent - held
+    }
+}
+
 /// Why a connection's loop ended early.
 enum Ended {
     Failed(ErrorKind),
@@ -513,9 +578,7 @@ where
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut answered = Vec::with_capacity(pipeline);
     let mut sending = true;
-    // When the pipeline last stopped being full: a request due before then
-    // was held back by the server, not by our timer.
-    let mut full_until = Instant::now();
+    let mut held = HeldBack::default();
     let result = loop {
         if sending {
             let now = Instant::now();
@@ -532,7 +595,7 @@ where
                     Some(interval) => {
                         let due = *next_at;
                         *next_at += interval;
-                        if full_until > due { due } else { now }
+                        held.charged_from(due, now)
                     }
                     None => now,
                 };
@@ -540,6 +603,10 @@ where
                     sent_at: now,
                     charged_from,
                 });
+            }
+            if in_flight.len() == pipeline {
+                let due = in_flight.back().map_or(now, |last| last.charged_from);
+                held.start(now, due);
             }
             if !out.is_empty() {
                 let written = tokio::select! {
@@ -594,7 +661,7 @@ where
         }
         tally.successes(&shared.counters, now, &answered);
         if was_full && in_flight.len() < pipeline {
-            full_until = now;
+            held.end(now);
         }
         if bad {
             break Err(Ended::Failed(ErrorKind::BadFrame));
@@ -616,9 +683,7 @@ where
 async fn oneshot_worker(shared: &Shared, interval: Option<Duration>, first: Instant) -> Tally {
     let mut tally = Tally::new(interval.is_some());
     let mut next_at = first;
-    // When the previous exchange ended: a request due before then was held
-    // back by the server.
-    let mut busy_until = Instant::now();
+    let mut held = HeldBack::default();
     loop {
         if interval.is_some() {
             tokio::select! {
@@ -630,14 +695,15 @@ async fn oneshot_worker(shared: &Shared, interval: Option<Duration>, first: Inst
             return tally;
         }
         let now = Instant::now();
-        let charged_from = match interval {
+        let (due, charged_from) = match interval {
             Some(interval) => {
                 let due = next_at;
                 next_at += interval;
-                if busy_until > due { due } else { now }
+                (due, held.charged_from(due, now))
             }
-            None => now,
+            None => (now, now),
         };
+        held.start(now, due);
         let request = InFlight {
             sent_at: now,
             charged_from,
@@ -654,7 +720,7 @@ async fn oneshot_worker(shared: &Shared, interval: Option<Duration>, first: Inst
                 tally.unanswered += u64::from(sent);
             }
         }
-        busy_until = Instant::now();
+        held.end(Instant::now());
     }
 }
 
@@ -736,6 +802,29 @@ mod tests {
         };
         let mut buf = encoded(&ascii);
         assert_eq!(take_response(&mut buf, &expected, 1 << 20), Front::Expected);
+    }
+
+    #[test]
+    fn only_the_wait_the_server_caused_is_charged() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut held = HeldBack::default();
+        // Never held back: a late timer is our own lateness.
+        assert_eq!(held.charged_from(ms(10), ms(11)), ms(11));
+        // The slot was busy from 12 to 20; a request due at 15 and sent at
+        // 20 waited 5 ms for the server.
+        held.start(ms(12), ms(12));
+        held.end(ms(20));
+        assert_eq!(held.charged_from(ms(15), ms(20)), ms(15));
+        // Due at 21, sent at 22: the busy spell was over before it was due.
+        assert_eq!(held.charged_from(ms(21), ms(22)), ms(22));
+        // Due at 5, sent at 25: only the 8 ms of the busy spell count.
+        assert_eq!(held.charged_from(ms(5), ms(25)), ms(17));
+        // A spell begun by a request due before the last one ended
+        // continues it: a backlog waits through every spell.
+        held.start(ms(20), ms(18));
+        held.end(ms(30));
+        assert_eq!(held.charged_from(ms(18), ms(30)), ms(18));
     }
 
     #[test]

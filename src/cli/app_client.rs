@@ -38,8 +38,9 @@ pub struct AppClientArgs {
 
 pub async fn run(args: AppClientArgs) -> Result<ExitCode> {
     let (endpoint, rest) = args.target.split([args.action, args.value], 2)?;
+    let missing = ["<ACTION>", "<VALUE>"][rest.len().min(2)..].join(" ");
     let [action, value] = <[String; 2]>::try_from(rest)
-        .map_err(|_| UsageError("the following required arguments were not provided: <ACTION> <VALUE>".into()))?;
+        .map_err(|_| UsageError(format!("the following required arguments were not provided: {missing}")))?;
     debug!("Starting connection to {endpoint}");
     let timeout = args.target.timeout();
     let stream = args.target.connector(endpoint.clone())?.connect().await?;

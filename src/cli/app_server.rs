@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use clap::Args;
-use tracing::info;
+use tracing::{info, warn};
 
 use sockets::app::SearchTable;
 use sockets::app::serve::AppHandler;
@@ -15,7 +15,7 @@ use sockets::protocol::DEFAULT_MAX_CONTENT_LEN;
 use sockets::server::DEFAULT_REQUEST_TIMEOUT;
 use sockets::server::budget::DEFAULT_MAX_BUFFERED_BYTES;
 
-use super::args::{Limit, content_length, parse_limit};
+use super::args::{Limit, content_length, parse_limit, whole};
 use super::server_args::ServerArgs;
 
 #[derive(Debug, Args)]
@@ -45,7 +45,7 @@ pub struct AppServerArgs {
         long,
         value_name = "BYTES",
         default_value_t = DEFAULT_MAX_BUFFERED_BYTES as u64,
-        value_parser = clap::value_parser!(u64).range(1024..=1 << 40)
+        value_parser = whole(1024, 1 << 40)
     )]
     pub max_buffered_bytes: u64,
     /// Close each connection after its first response, as the guide's server does.
@@ -68,6 +68,12 @@ pub async fn run(args: AppServerArgs) -> Result<ExitCode> {
         }
         None => SearchTable::builtin(),
     };
+    if args.max_buffered_bytes < args.max_content_length {
+        warn!(
+            "--max-buffered-bytes {} is below --max-content-length {}: no request larger than the budget can ever complete",
+            args.max_buffered_bytes, args.max_content_length
+        );
+    }
     // Everything that can fail is checked before the address is announced.
     let config = args
         .server

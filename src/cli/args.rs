@@ -43,8 +43,20 @@ pub fn parse_limit(text: &str) -> Result<Limit, String> {
 pub const MAX_CONTENT_LENGTH: u64 = 1 << 30;
 
 /// The parser of every `--max-content-length`: 0 to [`MAX_CONTENT_LENGTH`].
-pub fn content_length() -> clap::builder::RangedU64ValueParser {
-    clap::value_parser!(u64).range(0..=MAX_CONTENT_LENGTH)
+pub fn content_length() -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
+    whole(0, MAX_CONTENT_LENGTH)
+}
+
+/// The parser of every whole-number flag, so each says the same thing when
+/// a number is out of its range.
+pub fn whole(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {
+    move |text: &str| {
+        text.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| format!("'{text}' is not a whole number from {min} to {max}"))
+    }
 }
 
 /// `--tls-min-version`: the oldest TLS version accepted.
@@ -67,29 +79,26 @@ impl From<TlsVersion> for MinVersion {
 
 /// Parses a duration that must be more than zero (`bench -d`).
 pub fn parse_positive_seconds(text: &str) -> Result<Duration, String> {
-    let seconds = parse_seconds(text)?;
-    if seconds.is_zero() {
-        return Err(format!("'{text}' must be more than 0 seconds"));
-    }
-    Ok(seconds)
+    parse_seconds(text)
+        .ok()
+        .filter(|seconds| !seconds.is_zero())
+        .ok_or_else(|| format!("'{text}' is not a number of seconds above 0, up to {MAX_SECONDS}"))
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let seconds: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
-    if !(0.0..=MAX_SECONDS as f64).contains(&seconds) {
-        return Err(format!("'{text}' is not between 0 and {MAX_SECONDS} seconds"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|seconds| (0.0..=MAX_SECONDS as f64).contains(seconds))
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("'{text}' is not a number of seconds from 0 to {MAX_SECONDS}"))
 }
 
 /// Parses a port: a number from 0 to 65535. Servers and clients share it,
 /// so a bad port reads the same everywhere.
 pub fn parse_port(text: &str) -> Result<u16, String> {
     text.parse()
-        .map_err(|_| format!("'{text}' is not a port number (0 to 65535)"))
+        .map_err(|_| format!("'{text}' is not a port number from 0 to 65535"))
 }
 
 /// Parses a file mode in octal (`660`, `0o600`, `0600`).
@@ -98,22 +107,17 @@ pub fn parse_mode(text: &str) -> Result<u32, String> {
     u32::from_str_radix(digits, 8)
         .ok()
         .filter(|mode| *mode <= 0o777)
-        .ok_or_else(|| format!("'{text}' is not a file mode in octal, 0 to 777"))
+        .ok_or_else(|| format!("'{text}' is not a file mode in octal from 0 to 777"))
 }
 
 /// Parses a rate in requests per second: more than 0.001 (one request every
 /// 17 minutes), at most 100 million.
 pub fn parse_rate(text: &str) -> Result<f64, String> {
-    let rate: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("'{text}' is not a number of requests per second"))?;
-    if !(0.001..=1e8).contains(&rate) {
-        return Err(format!(
-            "'{text}' is not between 0.001 and 100000000 requests per second"
-        ));
-    }
-    Ok(rate)
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|rate| (0.001..=1e8).contains(rate))
+        .ok_or_else(|| format!("'{text}' is not a number of requests per second from 0.001 to 100000000"))
 }
 
 #[cfg(test)]
@@ -128,11 +132,19 @@ mod tests {
         assert_eq!(Limit::of(Duration::from_secs(60)).to_string(), "60");
         assert_eq!(Limit::of(Duration::from_millis(1500)).to_string(), "1.5");
         assert_eq!(Limit(None).to_string(), "0");
-        assert!(parse_limit("-1").unwrap_err().contains("between 0 and"));
-        assert!(parse_limit("1e19").unwrap_err().contains("between 0 and"));
-        assert!(parse_limit("NaN").unwrap_err().contains("between 0 and"));
-        assert!(parse_limit("soon").unwrap_err().contains("not a number"));
-        assert!(parse_positive_seconds("0").unwrap_err().contains("more than 0"));
+        for bad in ["-1", "1e19", "NaN", "soon"] {
+            assert_eq!(
+                parse_limit(bad).unwrap_err(),
+                format!("'{bad}' is not a number of seconds from 0 to 31536000")
+            );
+        }
+        assert_eq!(
+            parse_positive_seconds("0").unwrap_err(),
+            "'0' is not a number of seconds above 0, up to 31536000"
+        );
+        assert_eq!(whole(1, 10)("0").unwrap_err(), "'0' is not a whole number from 1 to 10");
+        assert!(whole(1, 10)("99999999999999999999").is_err());
+        assert_eq!(whole(1, 10)("7"), Ok(7));
     }
 
     #[test]
@@ -140,7 +152,7 @@ mod tests {
         assert_eq!(parse_port("65535"), Ok(65535));
         assert_eq!(
             parse_port("70000").unwrap_err(),
-            "'70000' is not a port number (0 to 65535)"
+            "'70000' is not a port number from 0 to 65535"
         );
         assert_eq!(parse_mode("660"), Ok(0o660));
         assert_eq!(parse_mode("0o600"), Ok(0o600));

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
@@ -19,9 +19,9 @@ use sockets::bench::report::{ErrorTable, HandshakeReport, LatencySummary, Report
 use sockets::bench::{self, Counters, Limit, Timeline, plot};
 use sockets::protocol::{DEFAULT_MAX_CONTENT_LEN, Message};
 
-use super::args::{content_length, parse_positive_seconds, parse_rate};
-use super::print_line;
+use super::args::{content_length, parse_positive_seconds, parse_rate, whole};
 use super::target::TargetArgs;
+use super::{UsageError, print_line};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -73,7 +73,7 @@ pub struct BenchCommon {
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<PathBuf>,
     /// Load-generator threads (1 to 256); the server shares the machine, so the default is 1.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = whole(1, 256))]
     pub threads: u64,
 }
 
@@ -83,16 +83,16 @@ pub struct BenchAppArgs {
     pub common: BenchCommon,
     /// Persistent connections, or (with --mode oneshot) concurrent workers
     /// that each connect per request; 1 to 100000.
-    #[arg(short, long, value_name = "C", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(short, long, value_name = "C", default_value_t = 8, value_parser = whole(1, 100_000))]
     pub connections: u64,
     /// oneshot: a new connection per request (the guide's way); persistent: long-lived connections.
     #[arg(long, value_enum, default_value_t = ModeArg::Persistent)]
     pub mode: ModeArg,
     /// Requests in flight per persistent connection (1 to 10000).
-    #[arg(short = 'P', long, value_name = "P", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(short = 'P', long, value_name = "P", default_value_t = 1, value_parser = whole(1, 10_000))]
     pub pipeline: u64,
     /// Stop after this many requests in all, instead of after --duration.
-    #[arg(short = 'n', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(short = 'n', long, value_name = "N", value_parser = whole(1, 1 << 50))]
     pub requests: Option<u64>,
     /// Send at this constant total rate (0.001 to 100000000 requests/s);
     /// latency is reported both from when each request was due
@@ -129,13 +129,13 @@ pub struct BenchEchoArgs {
     #[command(flatten)]
     pub common: BenchCommon,
     /// Connections, each writing blocks and reading the echo at once (1 to 100000).
-    #[arg(short, long, value_name = "C", default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    #[arg(short, long, value_name = "C", default_value_t = 8, value_parser = whole(1, 100_000))]
     pub connections: u64,
     /// Bytes per write (1 to 16777216).
-    #[arg(long, value_name = "BYTES", default_value_t = 65536, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    #[arg(long, value_name = "BYTES", default_value_t = 65536, value_parser = whole(1, 1 << 24))]
     pub block_size: u64,
     /// Stop after echoing this many bytes in all, instead of after --duration.
-    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "BYTES", value_parser = whole(1, 1 << 50))]
     pub bytes: Option<u64>,
 }
 
@@ -165,7 +165,7 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
 fn stop_on_interrupt(stop: CancellationToken) {
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("interrupted: finishing the report (Ctrl-C again to quit at once)");
+            super::say("interrupted: finishing the report (Ctrl-C again to quit at once)");
             stop.cancel();
         }
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -177,7 +177,12 @@ fn stop_on_interrupt(stop: CancellationToken) {
 /// The response the protocol requires for `request`.
 fn expected_response(args: &BenchAppArgs) -> Result<Message> {
     if let Some(answer) = &args.expect {
-        anyhow::ensure!(args.request.is_json(), "--expect applies to search requests only");
+        if !args.request.is_json() {
+            return Err(UsageError(
+                "--expect applies to search requests only (binary requests follow the first-10-bytes rule)".into(),
+            )
+            .into());
+        }
         return Ok(result_message(answer));
     }
     let table = match &args.data {
@@ -194,6 +199,13 @@ async fn run_app(args: BenchAppArgs, stop: CancellationToken) -> Result<Report> 
         ModeArg::Oneshot => Mode::Oneshot,
         ModeArg::Persistent => Mode::Persistent,
     };
+    if mode == Mode::Oneshot && args.pipeline != 1 {
+        return Err(UsageError(
+            "--pipeline applies to --mode persistent only (a oneshot connection carries one request)".into(),
+        )
+        .into());
+    }
+    check_plot_path(common)?;
     let limit = args.requests.map_or(Limit::Duration(common.duration), Limit::Count);
     let mut load = match mode {
         Mode::Oneshot => format!("oneshot, {} workers", args.connections),
@@ -269,6 +281,7 @@ async fn run_app(args: BenchAppArgs, stop: CancellationToken) -> Result<Report> 
 async fn run_echo(args: BenchEchoArgs, stop: CancellationToken) -> Result<Report> {
     let common = &args.common;
     let (endpoint, _) = common.target.split([], 0)?;
+    check_plot_path(common)?;
     let config = EchoBench {
         connector: common.target.connector(endpoint.clone())?,
         connections: args.connections as usize,
@@ -349,7 +362,16 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
-/// Prints the report and draws the plot.
+/// Checks, before a run, that the plot can be written where asked: a run's
+/// measurements must not be lost to a typo in a path.
+fn check_plot_path(common: &BenchCommon) -> Result<()> {
+    if let Some(path) = &common.plot {
+        std::fs::File::create(path).with_context(|| format!("cannot write the plot to {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Prints the report, then draws the plot.
 fn finish(
     common: &BenchCommon,
     report: &Report,
@@ -357,14 +379,14 @@ fn finish(
     rates: &[f64],
     label: &str,
 ) -> Result<()> {
-    if let Some(path) = &common.plot {
-        let title = format!("{} bench: {} ({})", report.bench, report.target, report.load);
-        plot::draw(path, &title, latency, &report.timeline, rates, label)?;
-    }
     if common.json {
         print_line(&serde_json::to_string_pretty(report)?)?;
     } else {
         print_line(&report.to_string())?;
+    }
+    if let Some(path) = &common.plot {
+        let title = format!("{} bench: {} ({})", report.bench, report.target, report.load);
+        plot::draw(path, &title, latency, &report.timeline, rates, label)?;
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use clap::Args;
 
 use sockets::transport::tls::cert::{CertificateRequest, make};
 
+use super::args::whole;
 use super::print_line;
 
 #[derive(Debug, Args)]
@@ -25,7 +26,7 @@ pub struct CertArgs {
     #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
     /// Days the certificate stays valid (1 to 36500).
-    #[arg(long, value_name = "N", default_value_t = 365, value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    #[arg(long, value_name = "N", default_value_t = 365, value_parser = whole(1, 36_500))]
     pub days: u64,
     /// Make a CA, which can sign other certificates (see --issuer-cert).
     #[arg(long)]

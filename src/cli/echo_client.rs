@@ -10,6 +10,7 @@ use sockets::client::echo::{echo_datagram, echo_stream};
 use sockets::python_repr::BytesRepr;
 use sockets::transport::connect::connect_datagram;
 
+use super::args::whole;
 use super::print_line;
 use super::target::TargetArgs;
 
@@ -32,11 +33,11 @@ pub struct EchoClientArgs {
     /// With --udp: how many times to send (1 to 1000) before giving up;
     /// each attempt waits --timeout for the reply.
     #[arg(long, value_name = "N", requires = "udp", default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub attempts: u32,
+          value_parser = whole(1, 1000))]
+    pub attempts: u64,
     /// With --udp: largest reply accepted (1 to 16777216); a bigger one is reported as truncated.
     #[arg(long, value_name = "BYTES", requires = "udp", default_value_t = 65536,
-          value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+          value_parser = whole(1, 1 << 24))]
     pub buffer_size: u64,
 }
 
@@ -57,7 +58,14 @@ pub async fn run(args: EchoClientArgs) -> Result<ExitCode> {
     let timeout = args.target.timeout();
     let received = if args.udp {
         let socket = connect_datagram(&endpoint, timeout).await?;
-        echo_datagram(&socket, &payload, timeout, args.attempts, args.buffer_size as usize).await
+        echo_datagram(
+            &socket,
+            &payload,
+            timeout,
+            args.attempts as u32,
+            args.buffer_size as usize,
+        )
+        .await
     } else {
         let stream = args.target.connector(endpoint.clone())?.connect().await?;
         echo_stream(stream, &payload, timeout).await
@@ -74,11 +82,11 @@ pub async fn run(args: EchoClientArgs) -> Result<ExitCode> {
             .zip(&payload)
             .position(|(a, b)| a != b)
             .unwrap_or(received.len().min(payload.len()));
-        eprintln!(
+        super::say(&format!(
             "error: the echo differs from what was sent ({} bytes sent, {} received, first difference at byte {at})",
             payload.len(),
             received.len()
-        );
+        ));
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

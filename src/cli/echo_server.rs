@@ -13,6 +13,7 @@ use sockets::transport::listen::bind_udp;
 use sockets::transport::unix::BoundUnixDatagram;
 use sockets::transport::{self, ListenAddr};
 
+use super::args::whole;
 use super::server_args::{ServerArgs, announce};
 
 #[derive(Debug, Args)]
@@ -35,11 +36,11 @@ pub struct EchoServerArgs {
         long,
         value_name = "N",
         requires = "udp",
-        default_value_t = DEFAULT_PEER_RATE,
+        default_value_t = u64::from(DEFAULT_PEER_RATE),
         allow_negative_numbers = true,
-        value_parser = clap::value_parser!(u32).range(0..=10_000_000)
+        value_parser = whole(0, 10_000_000)
     )]
-    pub peer_rate: u32,
+    pub peer_rate: u64,
 }
 
 pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {
@@ -50,7 +51,7 @@ pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = DatagramConfig {
-        peer_rate: (args.peer_rate > 0).then_some(args.peer_rate),
+        peer_rate: (args.peer_rate > 0).then_some(args.peer_rate as u32),
     };
     match args.server.listen_addr() {
         ListenAddr::Unix { path, options } => {

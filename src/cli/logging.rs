@@ -19,7 +19,9 @@ pub fn init(verbose: u8, quiet: u8) {
         Ok(directives) if !directives.trim().is_empty() => match EnvFilter::builder().parse(&directives) {
             Ok(filter) => filter,
             Err(error) => {
-                eprintln!("warning: ignoring RUST_LOG={directives:?} ({error}); logging at level {level}");
+                super::say(&format!(
+                    "warning: ignoring RUST_LOG={directives:?} ({error}); logging at level {level}"
+                ));
                 EnvFilter::new(level)
             }
         },
@@ -30,5 +32,9 @@ pub fn init(verbose: u8, quiet: u8) {
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
+        // A log line that cannot be written is dropped: by default the
+        // subscriber reports it with eprintln!, which panics, and a server
+        // whose log pipe broke must keep serving (and heed SIGTERM).
+        .log_internal_errors(false)
         .init();
 }

@@ -21,6 +21,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{ArgAction, CommandFactory, Parser, Subcommand};
+use sockets::escape::Terminal;
 
 /// Client/server socket programs from the classic socket-programming guide,
 /// built for real use: echo, multi-connection and application tiers.
@@ -195,6 +196,14 @@ pub fn exit_with_usage_error(path: &[&str], error: &UsageError) -> ! {
     sub.error(clap::error::ErrorKind::ValueValidation, &error.0).exit()
 }
 
+/// Writes one line to stderr, escaping control characters (an error may
+/// quote a peer) and ignoring a stderr that cannot be written: `eprintln!`
+/// panics then, and a server whose log pipe broke must keep serving, and a
+/// client must still exit with its status.
+pub fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{}", Terminal(line));
+}
+
 /// Writes one line to stdout, reporting (rather than panicking on) a closed pipe.
 fn print_line(line: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
@@ -210,5 +219,150 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// Every flag of every subcommand parses into its field (a value parser
+    /// whose type differs from its field's fails here, not at a user's prompt).
+    #[test]
+    fn every_flag_parses() {
+        let lines: [&[&str]; 10] = [
+            &[
+                "app-server",
+                "127.0.0.1",
+                "0",
+                "--max-connections",
+                "5",
+                "--idle-timeout",
+                "1.5",
+                "--request-timeout",
+                "0",
+                "--shutdown-timeout",
+                "2",
+                "--backlog",
+                "10",
+                "--threads",
+                "1",
+                "--max-content-length",
+                "100",
+                "--max-buffered-bytes",
+                "5000",
+                "--one-shot",
+                "--data",
+                "t.json",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+                "--tls-client-ca",
+                "ca",
+                "--tls-min-version",
+                "1.3",
+                "--tls-handshake-timeout",
+                "3",
+            ],
+            &[
+                "echo-server",
+                "-U",
+                "/s",
+                "--unix-mode",
+                "600",
+                "-u",
+                "--peer-rate",
+                "5",
+            ],
+            &["multiconn-server", "::1", "9"],
+            &[
+                "app-client",
+                "h",
+                "1",
+                "search",
+                "x",
+                "-w",
+                "2",
+                "--max-content-length",
+                "9",
+                "--tls-ca",
+                "c",
+                "--tls-server-name",
+                "n",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+                "--tls-min-version",
+                "1.2",
+                "--tls-no-resume",
+            ],
+            &[
+                "echo-client",
+                "h",
+                "1",
+                "-u",
+                "--attempts",
+                "2",
+                "--buffer-size",
+                "10",
+                "-w",
+                "0",
+            ],
+            &[
+                "multiconn-client",
+                "h",
+                "1",
+                "3",
+                "--message",
+                "m",
+                "--summary",
+                "--insecure",
+            ],
+            &["connect", "-U", "/s", "-u", "--linger", "0.5"],
+            &[
+                "bench",
+                "app",
+                "h",
+                "1",
+                "-c",
+                "2",
+                "-P",
+                "3",
+                "-n",
+                "4",
+                "--rate",
+                "10",
+                "-d",
+                "1",
+                "--json",
+                "--threads",
+                "2",
+                "--request",
+                "binary:x",
+                "--expect",
+                "y",
+                "--max-content-length",
+                "10",
+            ],
+            &[
+                "bench",
+                "echo",
+                "h",
+                "1",
+                "-c",
+                "2",
+                "--block-size",
+                "10",
+                "--bytes",
+                "100",
+                "--tls",
+            ],
+            &[
+                "cert", "a", "b", "--cert", "c", "--key", "k", "--days", "2", "--ca", "--force",
+            ],
+        ];
+        for line in lines {
+            let argv = std::iter::once("sockets").chain(line.iter().copied());
+            if let Err(error) = Cli::try_parse_from(argv) {
+                panic!("{line:?}: {error}");
+            }
+        }
     }
 }

@@ -13,6 +13,9 @@ use sockets::transport::strip_brackets;
 use super::{UsageError, print_line};
 
 #[derive(Debug, Args)]
+#[command(
+    override_usage = "sockets resolve [OPTIONS] <HOST> [PORT]\n       sockets resolve [OPTIONS] --reverse <ADDR>"
+)]
 pub struct ResolveArgs {
     /// Name or address to look up.
     #[arg(required_unless_present = "reverse")]

@@ -19,7 +19,7 @@ use sockets::transport::tls::ServerTls;
 use sockets::transport::unix::SocketFileOptions;
 use sockets::transport::{self, DEFAULT_HOST, DEFAULT_PORT, ListenAddr, Listener};
 
-use super::args::{Limit, TlsVersion, parse_limit, parse_mode, parse_port};
+use super::args::{Limit, TlsVersion, parse_limit, parse_mode, parse_port, whole};
 use super::print_line;
 use super::signals::cancel_on_signal;
 
@@ -39,7 +39,7 @@ pub struct ServerArgs {
     pub unix: Option<PathBuf>,
     /// With --unix: the socket file's permissions, in octal (e.g. 660), set
     /// before any client can connect.
-    #[arg(long, value_name = "OCTAL", requires = "unix", value_parser = parse_mode)]
+    #[arg(long, value_name = "OCTAL", requires = "unix", conflicts_with_all = ["host", "port"], value_parser = parse_mode)]
     pub unix_mode: Option<u32>,
     /// Most connections served at once (1 to 10000000); further clients wait
     /// in the listen backlog.
@@ -47,11 +47,12 @@ pub struct ServerArgs {
         long,
         value_name = "N",
         default_value_t = DEFAULT_MAX_CONNECTIONS as u64,
-        value_parser = clap::value_parser!(u64).range(1..=MAX_MAX_CONNECTIONS as u64)
+        value_parser = whole(1, MAX_MAX_CONNECTIONS as u64)
     )]
     pub max_connections: u64,
-    /// Close a connection that sends nothing for this long between requests,
-    /// or takes none of our output for this long (0 = never).
+    /// Close a connection that sends nothing for this long (between
+    /// requests, on app-server), or takes none of our output for this long
+    /// (0 = never).
     #[arg(long, value_name = "SECONDS", default_value_t = Limit::of(DEFAULT_IDLE_TIMEOUT), value_parser = parse_limit, allow_negative_numbers = true)]
     pub idle_timeout: Limit,
     /// On Ctrl-C/SIGTERM, how long open connections get to finish (0 = as long as they need).
@@ -62,12 +63,12 @@ pub struct ServerArgs {
     #[arg(
         long,
         value_name = "N",
-        default_value_t = DEFAULT_BACKLOG,
-        value_parser = clap::value_parser!(u32).range(1..=65535)
+        default_value_t = u64::from(DEFAULT_BACKLOG),
+        value_parser = whole(1, 65535)
     )]
-    pub backlog: u32,
+    pub backlog: u64,
     /// Runtime worker threads, 1 to 1024 (default: one per CPU core).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(long, value_name = "N", value_parser = whole(1, 1024))]
     pub threads: Option<u64>,
     #[command(flatten, next_help_heading = "TLS")]
     pub tls: ServerTlsArgs,
@@ -171,7 +172,7 @@ impl ServerArgs {
     /// Ctrl-C/SIGTERM to cancel the returned token.
     pub async fn listen(&self) -> Result<(Listener, CancellationToken)> {
         raise_open_file_limit();
-        let listener = Listener::bind(&self.listen_addr(), self.backlog).await?;
+        let listener = Listener::bind(&self.listen_addr(), self.backlog as u32).await?;
         let shown = listener.shown().context("reading the bound address")?;
         Ok((listener, announce(&shown)))
     }

@@ -116,8 +116,8 @@ impl TargetArgs {
             None => Ok(connector),
             Some(tls) => {
                 if tls.insecure {
-                    eprintln!(
-                        "warning: --insecure: the server's certificate is not verified; anyone on the way can pose as the server"
+                    super::say(
+                        "warning: --insecure: the server's certificate is not verified; anyone on the way can pose as the server",
                     );
                 }
                 Ok(connector.with_tls(&tls)?)
@@ -193,7 +193,7 @@ mod tests {
         );
         assert_eq!(
             split_endpoint(None, some(&["h", "http"]), 1).unwrap_err().0,
-            "invalid value 'http' for '<PORT>': 'http' is not a port number (0 to 65535)"
+            "invalid value 'http' for '<PORT>': 'http' is not a port number from 0 to 65535"
         );
         assert!(
             split_endpoint(Some("/s".into()), some(&["a", "b"]), 1)

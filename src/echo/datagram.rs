@@ -82,8 +82,10 @@ impl fmt::Display for Dropped {
             Dropped::OwnAddress => f.write_str("it comes from this server's own address (an echo loop)"),
             Dropped::OverRate => f.write_str("the sender is over its --peer-rate allowance"),
             Dropped::TooLarge(len) => write!(f, "its {len} bytes are more than the {MAX_DATAGRAM}-byte buffer"),
-            Dropped::Unnamed => f.write_str("it comes from an unnamed socket, which cannot be answered"),
-            Dropped::ReplyNotSent => f.write_str("the reply could not be sent at once (the sender's queue is full)"),
+            Dropped::Unnamed => f.write_str("there is no address to answer"),
+            Dropped::ReplyNotSent => f.write_str(
+                "the reply could not be sent at once (the sender's queue, or our buffer of replies not yet read, is full)",
+            ),
             Dropped::NotReading => f.write_str("the sender has not read the replies it was sent"),
         }
     }
@@ -236,11 +238,11 @@ impl DropKind {
 
     fn label(self) -> &'static str {
         match self {
-            DropKind::Loop => "loop-prone source",
+            DropKind::Loop => "from loop-prone sources",
             DropKind::OverRate => "over --peer-rate",
             DropKind::TooLarge => "too large",
-            DropKind::Unnamed => "unnamed sender",
-            DropKind::ReplyNotSent => "reply not sent",
+            DropKind::Unnamed => "from unnamed senders",
+            DropKind::ReplyNotSent => "with replies not sent",
         }
     }
 }

@@ -174,7 +174,8 @@ fn parse_any_header(json: &[u8]) -> Result<HeaderFields, ProtocolError> {
     let byteorder = ByteOrder::from_name(&byteorder).ok_or_else(|| ProtocolError::BadHeaderValue {
         key: "byteorder",
         expected: "\"little\" or \"big\"",
-        got: clip(&format!("{byteorder:?}")),
+        // Quoted, not Debug-formatted: logs and terminals escape it themselves.
+        got: format!("\"{}\"", clip(&byteorder)),
     })?;
     let content_type = intern(&required_str("content-type", wire.content_type)?);
     let content_encoding = intern(&required_str("content-encoding", wire.content_encoding)?);

@@ -60,6 +60,8 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after `accept` fails for lack of file descriptors or memory: long
 /// enough not to spin, short enough to resume quickly when a connection closes.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How often a shortage of descriptors is said again while it lasts.
+const SHORTAGE_REMINDER: Duration = Duration::from_secs(10);
 
 /// Per-connection deadlines; `None` means no limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,6 +193,9 @@ where
     let permits = Arc::new(Semaphore::new(config.max_connections.clamp(1, MAX_MAX_CONNECTIONS)));
     let tracker = TaskTracker::new();
     let mut at_limit = false;
+    // When accept last said it was out of descriptors: said once per
+    // shortage, then again only every SHORTAGE_REMINDER while it lasts.
+    let mut shortage_told: Option<tokio::time::Instant> = None;
     loop {
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => {
@@ -216,14 +221,22 @@ where
             () = shutdown.cancelled() => break,
         };
         let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                if shortage_told.take().is_some() {
+                    info!("Accepting again: the shortage is over");
+                }
+                accepted
+            }
             Err(error) if is_resource_exhaustion(&error) => {
-                limited!(
-                    PEER_WARNINGS,
-                    ERROR,
-                    "accept failed: {error}; pausing accepts for {}",
-                    display_duration(ACCEPT_BACKOFF)
-                );
+                if shortage_told.is_none_or(|told| told.elapsed() >= SHORTAGE_REMINDER) {
+                    limited!(
+                        PEER_WARNINGS,
+                        ERROR,
+                        "accept failed: {error}; pausing accepts for {} at a time until it passes",
+                        display_duration(ACCEPT_BACKOFF)
+                    );
+                    shortage_told = Some(tokio::time::Instant::now());
+                }
                 tokio::select! {
                     () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
                     () = shutdown.cancelled() => break,

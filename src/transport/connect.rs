@@ -242,13 +242,12 @@ pub fn interleave_families(addrs: &[SocketAddr]) -> Vec<SocketAddr> {
 }
 
 async fn resolve(host: &str, port: u16, timeout: Option<Duration>) -> Result<Vec<SocketAddr>, TransportError> {
-    let addrs: Vec<SocketAddr> = within_io(timeout, tokio::net::lookup_host((host, port)))
+    let addrs = within_io(timeout, super::resolve::lookup(host, port, libc::SOCK_STREAM))
         .await
         .map_err(|source| TransportError::Resolve {
             host: host.to_owned(),
             source,
-        })?
-        .collect();
+        })?;
     if addrs.is_empty() {
         return Err(TransportError::NoAddresses { host: host.to_owned() });
     }

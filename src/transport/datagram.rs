@@ -12,9 +12,8 @@ use std::hash::Hash;
 use std::io;
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
-use socket2::SockRef;
+use socket2::{SockAddr, SockRef};
 use tokio::io::Interest;
 use tokio::net::{UdpSocket, UnixDatagram};
 
@@ -78,7 +77,7 @@ fn send_queue(socket: SockRef<'_>) -> Option<(usize, usize)> {
 }
 
 /// `recv_from` with `MSG_TRUNC` on a socket2 reference.
-fn recv_from_truncating(socket: SockRef<'_>, buf: &mut [u8]) -> io::Result<(usize, usize, socket2::SockAddr)> {
+fn recv_from_truncating(socket: SockRef<'_>, buf: &mut [u8]) -> io::Result<(usize, usize, SockAddr)> {
     // SAFETY: initialized bytes are valid MaybeUninit bytes, and recv only writes to the slice.
     let uninit = unsafe { &mut *(buf as *mut [u8] as *mut [MaybeUninit<u8>]) };
     let (full_len, addr) = socket.recv_from_with_flags(uninit, libc::MSG_TRUNC)?;
@@ -90,7 +89,7 @@ fn recv_from_truncating(socket: SockRef<'_>, buf: &mut [u8]) -> io::Result<(usiz
 /// readiness flag, and after one peer's full queue has cleared the flag,
 /// replies to every other peer would be refused too until the stuck peer
 /// reads. The kernel knows per destination; ask it each time.
-fn send_now(socket: SockRef<'_>, buf: &[u8], to: &socket2::SockAddr) -> io::Result<usize> {
+fn send_now(socket: SockRef<'_>, buf: &[u8], to: &SockAddr) -> io::Result<usize> {
     socket.send_to(buf, to)
 }
 
@@ -163,7 +162,7 @@ impl DatagramSocket for UdpSocket {
     }
 
     fn try_send_to(&self, buf: &[u8], to: &SocketAddr) -> io::Result<usize> {
-        send_now(self.sock_ref(), buf, &socket2::SockAddr::from(*to))
+        send_now(self.sock_ref(), buf, &SockAddr::from(*to))
     }
 
     fn local(&self) -> io::Result<SocketAddr> {
@@ -184,37 +183,33 @@ impl DatagramSocket for UdpSocket {
 }
 
 impl DatagramSocket for UnixDatagram {
-    /// Unnamed senders have no path and cannot be answered.
-    type Addr = Option<PathBuf>;
+    /// A path, an abstract name (Linux), or unnamed: unnamed senders cannot
+    /// be answered.
+    type Addr = SockAddr;
 
-    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<Received<Option<PathBuf>>> {
-        let (len, full_len, addr) = self.readable_io(|| recv_from_truncating(self.sock_ref(), buf)).await?;
-        Ok(Received {
-            len,
-            full_len,
-            from: addr.as_pathname().map(|p| p.to_owned()),
-        })
+    async fn recv_from(&self, buf: &mut [u8]) -> io::Result<Received<SockAddr>> {
+        let (len, full_len, from) = self.readable_io(|| recv_from_truncating(self.sock_ref(), buf)).await?;
+        Ok(Received { len, full_len, from })
     }
 
-    fn try_send_to(&self, buf: &[u8], to: &Option<PathBuf>) -> io::Result<usize> {
-        match to {
-            Some(path) => send_now(self.sock_ref(), buf, &socket2::SockAddr::unix(path)?),
-            None => Err(io::Error::new(
-                io::ErrorKind::AddrNotAvailable,
-                "the sender's socket is unnamed",
-            )),
+    fn try_send_to(&self, buf: &[u8], to: &SockAddr) -> io::Result<usize> {
+        send_now(self.sock_ref(), buf, to)
+    }
+
+    fn local(&self) -> io::Result<SockAddr> {
+        self.sock_ref().local_addr()
+    }
+
+    fn peer(addr: &SockAddr) -> Option<PeerAddr> {
+        if let Some(path) = addr.as_pathname() {
+            Some(PeerAddr::Unix(Some(path.to_owned())))
+        } else {
+            addr.as_abstract_namespace()
+                .map(|name| PeerAddr::UnixAbstract(name.to_vec()))
         }
     }
 
-    fn local(&self) -> io::Result<Option<PathBuf>> {
-        Ok(self.local_addr()?.as_pathname().map(|p| p.to_owned()))
-    }
-
-    fn peer(addr: &Option<PathBuf>) -> Option<PeerAddr> {
-        addr.as_ref().map(|path| PeerAddr::Unix(Some(path.clone())))
-    }
-
-    fn port(_: &Option<PathBuf>) -> Option<u16> {
+    fn port(_: &SockAddr) -> Option<u16> {
         None
     }
 

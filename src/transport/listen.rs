@@ -138,13 +138,14 @@ async fn resolve_listen_addr(host: &str, port: u16) -> Result<SocketAddr, Transp
         return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
     }
     let host = super::strip_brackets(host);
-    let mut addrs = tokio::net::lookup_host((host, port))
+    let addrs = super::resolve::lookup(host, port, libc::SOCK_STREAM)
         .await
         .map_err(|source| TransportError::Resolve {
             host: host.to_owned(),
             source,
         })?;
     addrs
+        .into_iter()
         .next()
         .ok_or_else(|| TransportError::NoAddresses { host: host.to_owned() })
 }

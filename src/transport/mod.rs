@@ -31,6 +31,8 @@ pub enum PeerAddr {
     Tcp(SocketAddr),
     /// A Unix socket peer; clients usually have no path (they are unnamed).
     Unix(Option<PathBuf>),
+    /// A Unix socket peer bound to an abstract name (Linux).
+    UnixAbstract(Vec<u8>),
 }
 
 impl fmt::Display for PeerAddr {
@@ -40,6 +42,7 @@ impl fmt::Display for PeerAddr {
             // A client chooses its own socket's path: it is peer-supplied text.
             PeerAddr::Unix(Some(path)) => write!(f, "unix:{}", Escaped(path.as_os_str().as_bytes())),
             PeerAddr::Unix(None) => f.write_str("unix:(unnamed)"),
+            PeerAddr::UnixAbstract(name) => write!(f, "unix:@{}", Escaped(name)),
         }
     }
 }
@@ -108,7 +111,7 @@ pub enum TransportError {
     NoAddresses { host: String },
     #[error("cannot listen on {addr}: {error}{hint}", hint = bind_hint(.error))]
     Bind { addr: SocketAddr, error: std::io::Error },
-    #[error("cannot connect to {target}: {}", describe_failures(.failures))]
+    #[error("cannot connect to {target}: {}", describe_failures(.target, .failures))]
     Connect {
         target: String,
         failures: Vec<(SocketAddr, std::io::Error)>,
@@ -139,7 +142,14 @@ fn bind_hint(error: &std::io::Error) -> &'static str {
     }
 }
 
-fn describe_failures(failures: &[(SocketAddr, std::io::Error)]) -> String {
+/// Each address's failure; the address is left out when it is the only one
+/// and the target already names it (`127.0.0.1 port 1`).
+fn describe_failures(target: &str, failures: &[(SocketAddr, std::io::Error)]) -> String {
+    if let [(addr, error)] = failures {
+        if target == format!("{} port {}", addr.ip(), addr.port()) {
+            return error.to_string();
+        }
+    }
     failures
         .iter()
         .map(|(addr, error)| format!("{addr}: {error}"))

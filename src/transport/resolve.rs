@@ -150,6 +150,32 @@ pub fn getaddrinfo(host: &str, port: Option<u16>, hints: Hints) -> Result<Vec<Ad
     Ok(results)
 }
 
+/// The addresses of `host` for `port`, in the resolver's order, without
+/// repeats: an IP address as it is, a name through [`getaddrinfo`] on a
+/// blocking thread. Servers and clients resolve through this one function,
+/// so a name that does not resolve reads the same everywhere.
+///
+/// # Errors
+/// The resolver's error, as an I/O error with its message.
+pub async fn lookup(host: &str, port: u16, socktype: i32) -> std::io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let host = host.to_owned();
+    let hints = Hints { family: 0, socktype };
+    let found = tokio::task::spawn_blocking(move || getaddrinfo(&host, Some(port), hints))
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(|error| std::io::Error::other(error.message))?;
+    let mut addrs: Vec<SocketAddr> = Vec::with_capacity(found.len());
+    for info in found {
+        if !addrs.contains(&info.addr) {
+            addrs.push(info.addr);
+        }
+    }
+    Ok(addrs)
+}
+
 /// A `getnameinfo` answer: host name and service name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameInfo {
