@@ -30,10 +30,11 @@ impl fmt::Display for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut shown = &self.0[..self.0.len().min(LOG_VALUE_LIMIT)];
         // Cut before a character the limit would split, not through it.
-        if let Err(error) = std::str::from_utf8(shown) {
-            if error.error_len().is_none() && shown.len() < self.0.len() {
-                shown = &shown[..error.valid_up_to()];
-            }
+        if let Err(error) = std::str::from_utf8(shown)
+            && error.error_len().is_none()
+            && shown.len() < self.0.len()
+        {
+            shown = &shown[..error.valid_up_to()];
         }
         write_escaped(f, shown)?;
         if shown.len() < self.0.len() {

@@ -103,7 +103,7 @@ impl InputBudget {
     /// fits. `asker` is the connection whose charge went over: if the
     /// candidates do not free enough, it is chosen too.
     fn evict_for(&self, asker: &Holder) {
-        let candidates = self.candidates.lock().expect("budget lock is never poisoned");
+        let candidates = self.lock_candidates();
         let mut excess = self
             .used()
             .saturating_sub(self.leaving.load(Ordering::Relaxed))
@@ -111,12 +111,15 @@ impl InputBudget {
         if excess == 0 {
             return;
         }
-        let mut by_size: Vec<&Arc<Holder>> = candidates
+        // Sizes are read once: other connections change theirs while we
+        // sort, and a sort whose keys move under it may panic.
+        let mut by_size: Vec<(usize, &Arc<Holder>)> = candidates
             .values()
             .filter(|holder| !holder.evicted.load(Ordering::Relaxed))
+            .map(|holder| (holder.held.load(Ordering::Relaxed), holder))
             .collect();
-        by_size.sort_unstable_by_key(|holder| std::cmp::Reverse(holder.held.load(Ordering::Relaxed)));
-        for holder in by_size {
+        by_size.sort_unstable_by_key(|(held, _)| std::cmp::Reverse(*held));
+        for (_, holder) in by_size {
             if excess == 0 {
                 return;
             }
@@ -125,6 +128,15 @@ impl InputBudget {
         if excess > 0 && !asker.evicted.load(Ordering::Relaxed) {
             self.choose(asker);
         }
+    }
+
+    /// The candidate list. A panic elsewhere while it was held leaves it
+    /// consistent (every change to it is a single insert or remove), so a
+    /// poisoned lock is used as it is rather than spreading the panic.
+    fn lock_candidates(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Holder>>> {
+        self.candidates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Marks `holder` evicted and wakes it; returns the bytes it will give back.
@@ -227,7 +239,7 @@ impl BudgetShare {
         if wanted == self.tracked {
             return;
         }
-        let mut candidates = self.budget.candidates.lock().expect("budget lock is never poisoned");
+        let mut candidates = self.budget.lock_candidates();
         if wanted {
             candidates.insert(self.id, Arc::clone(&self.holder));
         } else {
@@ -321,6 +333,37 @@ mod tests {
         assert_eq!(budget.used(), TRACKED_FROM);
         assert!(echo.try_set(0));
         assert_eq!(budget.used(), TRACKED_FROM - 100);
+    }
+
+    /// Many threads charging and evicting at once (as server workers do):
+    /// no panic, and every byte is given back in the end.
+    #[test]
+    fn concurrent_charges_and_evictions_stay_consistent() {
+        let budget = InputBudget::new(8 * TRACKED_FROM);
+        let threads: Vec<_> = (0..4)
+            .map(|seed| {
+                let budget = Arc::clone(&budget);
+                std::thread::spawn(move || {
+                    let mut shares: Vec<BudgetShare> = (0..8).map(|_| budget.share()).collect();
+                    let mut state = 0x9e37_79b9_u32 ^ seed;
+                    for _ in 0..20_000 {
+                        state ^= state << 13;
+                        state ^= state >> 17;
+                        state ^= state << 5;
+                        let share = &mut shares[state as usize % 8];
+                        let _ = share.set((state as usize >> 8) % (3 * TRACKED_FROM));
+                        if share.check().is_err() {
+                            *share = budget.share(); // an evicted connection closes; a new one comes
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("no thread panicked");
+        }
+        assert_eq!(budget.used(), 0, "every share gave its bytes back");
+        assert_eq!(budget.leaving.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

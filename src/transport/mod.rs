@@ -145,10 +145,10 @@ fn bind_hint(error: &std::io::Error) -> &'static str {
 /// Each address's failure; the address is left out when it is the only one
 /// and the target already names it (`127.0.0.1 port 1`).
 fn describe_failures(target: &str, failures: &[(SocketAddr, std::io::Error)]) -> String {
-    if let [(addr, error)] = failures {
-        if target == format!("{} port {}", addr.ip(), addr.port()) {
-            return error.to_string();
-        }
+    if let [(addr, error)] = failures
+        && target == format!("{} port {}", addr.ip(), addr.port())
+    {
+        return error.to_string();
     }
     failures
         .iter()
