@@ -710,6 +710,13 @@ fn echo_server_and_multiconn_over_tls() {
         "--summary",
     ]);
     assert!(out.contains("20 succeeded, 0 failed"), "{out}");
+    // connect, the netcat-like relay, over TLS: a pipe in, the echo out.
+    let output = common::run_cli_with_input(
+        &["connect", "127.0.0.1", &server.port(), "--tls-ca", &ca],
+        Some(b"piped through TLS\n"),
+    );
+    assert!(output.status.success(), "{}", common::describe(&["connect"], &output));
+    assert_eq!(output.stdout, b"piped through TLS\n");
     run_fails(
         &[
             "echo-server",

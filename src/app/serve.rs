@@ -49,9 +49,10 @@ impl ConnectionHandler for AppHandler {
             shutdown,
             limits,
             budget,
+            tls,
         } = connection;
         let codec = MessageCodec::new().with_max_content_len(self.max_content_len);
-        let mut driver = Driver::new(stream, codec, limits, shutdown, budget);
+        let mut driver = Driver::new(stream, codec, limits, shutdown, budget).with_tls(tls);
         let reason = loop {
             match driver.next_request().await {
                 Ok(request) => {

@@ -6,7 +6,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use tracing::trace;
 
-use super::shown;
+use super::{lenient_eof, shown};
 use crate::deadline::within;
 use crate::display_duration;
 use crate::transport::datagram::{AsyncDatagramIo, recv_truncating};
@@ -59,7 +59,7 @@ where
         let mut buf = vec![0u8; CHUNK.min(payload.len().max(1))];
         while received.len() < payload.len() {
             let wanted = (payload.len() - received.len()).min(buf.len());
-            match progress(timeout, reader.read(&mut buf[..wanted])).await? {
+            match progress(timeout, async { lenient_eof(reader.read(&mut buf[..wanted]).await) }).await? {
                 0 => {
                     return Err(EchoError::ClosedEarly {
                         received: received.len(),

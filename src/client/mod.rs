@@ -82,7 +82,7 @@ where
         if let Some(response) = codec.decode(&mut buf).map_err(ClientError::Receive)? {
             break response;
         }
-        match within(timeout, stream.read_buf(&mut buf)).await {
+        match within(timeout, stream.read_buf(&mut buf)).await.map(lenient_eof) {
             None => return Err(ClientError::Timeout(timeout.unwrap_or_default())),
             Some(Ok(0)) if looks_like_tls(&buf) => return Err(ClientError::ServerSpeaksTls),
             Some(Ok(0)) => {
@@ -111,6 +111,16 @@ where
 /// message: what a TLS server sends a client that spoke plain bytes to it.
 fn looks_like_tls(reply: &[u8]) -> bool {
     matches!(reply, [0x15 | 0x16, 0x03, 0x00..=0x04, ..])
+}
+
+/// A read result where a TLS peer that closed without `close_notify` counts
+/// as an ordinary end of stream: many servers end that way, and every
+/// client here knows how much it expects, so a truncation still shows.
+pub fn lenient_eof(read: std::io::Result<usize>) -> std::io::Result<usize> {
+    match read {
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(0),
+        other => other,
+    }
 }
 
 /// Bytes for a trace line: Python's repr of the first `TRACE_BYTES`, and the length.

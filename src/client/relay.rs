@@ -7,7 +7,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use tracing::trace;
 
-use super::shown;
+use super::{lenient_eof, shown};
 use crate::deadline::within_io;
 use crate::transport::datagram::{AsyncDatagramIo, recv_truncating};
 
@@ -50,7 +50,7 @@ where
         tokio::select! {
             result = &mut upload, if sent.is_none() => sent = Some(result?),
             read = within_io(wait, from_peer.read(&mut buf)) => {
-                let n = read?;
+                let n = lenient_eof(read)?;
                 if n == 0 {
                     return Ok((sent.unwrap_or(0), received));
                 }

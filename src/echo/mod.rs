@@ -44,6 +44,7 @@ impl ConnectionHandler for EchoHandler {
             shutdown,
             limits,
             mut budget,
+            tls,
         } = connection;
         let idle = limits.idle_timeout;
         // Small reads land in an array inside the task, so an idle or chatty
@@ -110,7 +111,7 @@ impl ConnectionHandler for EchoHandler {
                 bulk.reserve(INITIAL_BUFFER);
             }
         };
-        close_gracefully(&mut stream, &reason).await;
+        close_gracefully(&mut stream, &reason, tls).await;
         reason
     }
 }

@@ -111,6 +111,8 @@ pub struct Driver<S, C> {
     budget: BudgetShare,
     /// When the message now arriving must be complete; `None` between messages.
     message_deadline: Option<Instant>,
+    /// The stream is TLS (see [`close_gracefully`]).
+    tls: bool,
 }
 
 impl<S, C> Driver<S, C>
@@ -136,7 +138,14 @@ where
             shutdown,
             budget,
             message_deadline: None,
+            tls: false,
         }
+    }
+
+    /// Marks the stream as TLS, so that closing sends `close_notify`.
+    pub fn with_tls(mut self, tls: bool) -> Driver<S, C> {
+        self.tls = tls;
+        self
     }
 
     /// The next message from the client. Queued responses are written
@@ -236,7 +245,7 @@ where
         if let Err(end) = self.flush().await {
             return end.into();
         }
-        close_gracefully(&mut self.stream, &reason).await;
+        close_gracefully(&mut self.stream, &reason, self.tls).await;
         reason
     }
 

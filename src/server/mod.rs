@@ -117,6 +117,10 @@ pub struct Connection<S> {
     pub limits: ConnectionLimits,
     /// This connection's share of the server-wide input budget.
     pub budget: BudgetShare,
+    /// The stream is TLS: closing must send `close_notify` even after the
+    /// client closed first (strict TLS clients call an end without it a
+    /// truncation).
+    pub tls: bool,
 }
 
 /// What a server does with each connection: serves it until it ends, and
@@ -256,6 +260,7 @@ where
                     log_accepted(&identity);
                     let connection = Connection {
                         stream,
+                        tls: identity.tls.is_some(),
                         peer: identity.addr,
                         shutdown,
                         limits,
@@ -328,11 +333,16 @@ const LINGER_MAX_BYTES: usize = 256 * 1024;
 /// reset, and a reset can discard our final response before the client reads
 /// it (this matters after a framing error, when the client is still sending).
 /// So: send FIN, then read and drop input until the client closes too, for at
-/// most `LINGER` and `LINGER_MAX_BYTES`.
-pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, reason: &CloseReason) {
+/// most `LINGER` and `LINGER_MAX_BYTES`. With `tls`, the FIN is preceded by
+/// a `close_notify`, which a TLS peer expects whoever closes first.
+pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, reason: &CloseReason, tls: bool) {
     // The client closed first: its input is exhausted, so dropping the socket
-    // cannot reset anything, and the FIN goes out with the close.
+    // cannot reset anything, and the FIN goes out with the close (a plain
+    // socket needs no system call more).
     if matches!(reason, CloseReason::PeerClosed) {
+        if tls {
+            let _ = tokio::time::timeout(LINGER, stream.shutdown()).await;
+        }
         return;
     }
     if stream.shutdown().await.is_err() {
