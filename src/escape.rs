@@ -44,6 +44,18 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
+/// Displays peer-supplied bytes escaped like [`Escaped`] but whole: for a
+/// debug line whose point is the full value (a PROXY TLV), bounded by the
+/// protocol rather than by us.
+#[derive(Debug, Clone, Copy)]
+pub struct Unclipped<'a>(pub &'a [u8]);
+
+impl fmt::Display for Unclipped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_escaped(f, self.0)
+    }
+}
+
 /// Displays text escaped like [`Escaped`] but whole: for a result the user
 /// asked for, printed on their terminal.
 #[derive(Debug, Clone, Copy)]

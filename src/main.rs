@@ -8,6 +8,8 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     keep_large_buffers_returnable();
+    // Before any thread starts: it clears the variables that announce them.
+    cli::remember_passed_sockets();
     let args = cli::Cli::parse();
     cli::logging::init(args.verbose, args.quiet);
     let path = args.command.path();

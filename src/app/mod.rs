@@ -190,6 +190,25 @@ impl ErrorKind {
     }
 }
 
+/// The (action, outcome) labels requests are counted under, indexed by
+/// [`Outcome::index`].
+pub const REQUEST_LABELS: [(&str, &str); 14] = [
+    (SEARCH, "hit"),
+    (SEARCH, "miss"),
+    ("binary", "binary"),
+    ("other", "not_json"),
+    ("other", "not_object"),
+    ("other", "no_action"),
+    ("other", "action_not_string"),
+    ("other", "invalid_action"),
+    (SEARCH, "no_value"),
+    (SEARCH, "value_not_string"),
+    ("other", "undecodable"),
+    ("other", "bad_frame"),
+    ("other", "request_timeout"),
+    ("other", "over_budget"),
+];
+
 /// How a request was answered, for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -211,6 +230,16 @@ impl Outcome {
             Outcome::Hit | Outcome::Miss | Outcome::Error(ErrorKind::NoValue | ErrorKind::ValueNotString) => SEARCH,
             Outcome::Binary => "binary",
             Outcome::Error(_) => "other",
+        }
+    }
+
+    /// This outcome's place in [`REQUEST_LABELS`].
+    pub fn index(self) -> usize {
+        match self {
+            Outcome::Hit => 0,
+            Outcome::Miss => 1,
+            Outcome::Binary => 2,
+            Outcome::Error(kind) => 3 + kind as usize,
         }
     }
 
@@ -535,6 +564,33 @@ mod tests {
                 content: Bytes::from_static(b"binaryx")
             }
         );
+    }
+
+    #[test]
+    fn every_outcome_has_its_metric_label() {
+        let kinds = [
+            ErrorKind::NotJson,
+            ErrorKind::NotObject,
+            ErrorKind::NoAction,
+            ErrorKind::ActionNotString,
+            ErrorKind::InvalidAction,
+            ErrorKind::NoValue,
+            ErrorKind::ValueNotString,
+            ErrorKind::Undecodable,
+            ErrorKind::BadFrame,
+            ErrorKind::RequestTimeout,
+            ErrorKind::OverBudget,
+        ];
+        let outcomes = [Outcome::Hit, Outcome::Miss, Outcome::Binary]
+            .into_iter()
+            .chain(kinds.into_iter().map(Outcome::Error));
+        for outcome in outcomes {
+            assert_eq!(
+                REQUEST_LABELS[outcome.index()],
+                (outcome.action(), outcome.label()),
+                "{outcome:?}"
+            );
+        }
     }
 
     #[test]

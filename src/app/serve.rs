@@ -6,10 +6,12 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{Level, enabled};
 
-use super::{AppError, SearchTable, respond};
+use super::{AppError, Outcome, SearchTable, respond};
 use crate::escape::Escaped;
 use crate::limited;
 use crate::protocol::{Message, MessageCodec, ProtocolError};
@@ -22,7 +24,9 @@ use crate::transport::PeerAddr;
 /// Serves the guide's application protocol.
 #[derive(Debug, Clone)]
 pub struct AppHandler {
-    pub table: Arc<SearchTable>,
+    /// The search table, swapped whole on reload: each request reads the
+    /// table of its moment, and nothing in flight is disturbed.
+    pub table: Arc<ArcSwap<SearchTable>>,
     pub max_content_len: usize,
     /// Close after the first response, as the guide's server does.
     pub one_shot: bool,
@@ -57,15 +61,15 @@ impl ConnectionHandler for AppHandler {
             match driver.next_request().await {
                 Ok(request) => {
                     log_request(&request, &peer);
-                    let (response, _outcome) = respond(&self.table, &request);
-                    queue(&mut driver, &response, &peer);
+                    let (response, outcome) = respond(&self.table.load(), &request);
+                    queue(&mut driver, &response, outcome, &peer);
                     if self.one_shot {
                         break CloseReason::ResponseSent;
                     }
                 }
                 Err(end) => {
                     if let Some(error) = farewell(&end) {
-                        queue(&mut driver, &error.to_message(), &peer);
+                        queue(&mut driver, &error.to_message(), Outcome::Error(error.kind()), &peer);
                     }
                     break end.into();
                 }
@@ -85,7 +89,7 @@ fn farewell(end: &End<ProtocolError>) -> Option<AppError> {
     }
 }
 
-fn queue<S>(driver: &mut Driver<S, MessageCodec>, response: &Message, peer: &PeerAddr)
+fn queue<S>(driver: &mut Driver<S, MessageCodec>, response: &Message, outcome: Outcome, peer: &PeerAddr)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -99,7 +103,9 @@ where
         );
     }
     // Our responses' headers are a few dozen bytes: encoding cannot exceed the u16.
-    driver.queue(response).expect("responses encode");
+    driver
+        .queue_answer(response, outcome.index())
+        .expect("responses encode");
 }
 
 /// One line per request (capped), quoting what the client sent escaped and cut.

@@ -1,22 +1,24 @@
 //! `sockets app-server`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Result;
+use arc_swap::ArcSwap;
 use clap::Args;
 use tracing::{info, warn};
 
-use sockets::app::SearchTable;
 use sockets::app::serve::AppHandler;
+use sockets::app::{REQUEST_LABELS, SearchTable};
 use sockets::protocol::DEFAULT_MAX_CONTENT_LEN;
-use sockets::server::DEFAULT_REQUEST_TIMEOUT;
 use sockets::server::budget::DEFAULT_MAX_BUFFERED_BYTES;
+use sockets::server::{DEFAULT_REQUEST_TIMEOUT, metrics};
 
 use super::args::{Limit, content_length, parse_limit, whole};
-use super::server_args::ServerArgs;
+use super::server_args::{Reloader, ServerArgs};
+use super::signals::reload_on_hangup;
 
 #[derive(Debug, Args)]
 pub struct AppServerArgs {
@@ -55,17 +57,7 @@ pub struct AppServerArgs {
 
 pub async fn run(args: AppServerArgs) -> Result<ExitCode> {
     let table = match &args.data {
-        Some(path) => {
-            let started = Instant::now();
-            let table = SearchTable::load(path)?;
-            info!(
-                "Loaded {} search entries from {} in {:.2?}",
-                table.len(),
-                path.display(),
-                started.elapsed()
-            );
-            table
-        }
+        Some(path) => load_table(path)?,
         None => SearchTable::builtin(),
     };
     if args.max_buffered_bytes < args.max_content_length {
@@ -78,12 +70,35 @@ pub async fn run(args: AppServerArgs) -> Result<ExitCode> {
     let config = args
         .server
         .config(args.request_timeout, args.max_buffered_bytes as usize)?;
-    let (listener, shutdown) = args.server.listen().await?;
+    let listening = args.server.listen().await?;
     let handler = AppHandler {
-        table: Arc::new(table),
+        table: Arc::new(ArcSwap::from_pointee(table)),
         max_content_len: args.max_content_length as usize,
         one_shot: args.one_shot,
     };
-    args.server.serve(listener, config, handler, shutdown).await;
+    let mut reloaders: Vec<Reloader> = args.server.tls_reloader(&config.stage).into_iter().collect();
+    if let Some(path) = args.data.clone() {
+        let slot = Arc::clone(&handler.table);
+        reloaders.push(Box::new(move || match load_table(&path) {
+            Ok(table) => slot.store(Arc::new(table)),
+            Err(error) => warn!("Kept the search table in use: {error:#}"),
+        }));
+    }
+    reload_on_hangup(reloaders);
+    metrics::set_request_labels(&REQUEST_LABELS);
+    args.server.serve(listening, config, handler).await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads a search table, saying how big it is and how long it took.
+fn load_table(path: &Path) -> Result<SearchTable> {
+    let started = Instant::now();
+    let table = SearchTable::load(path)?;
+    info!(
+        "Loaded {} search entries from {} in {:.2?}",
+        table.len(),
+        path.display(),
+        started.elapsed()
+    );
+    Ok(table)
 }

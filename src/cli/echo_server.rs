@@ -15,6 +15,7 @@ use sockets::transport::{self, ListenAddr};
 
 use super::args::whole;
 use super::server_args::{ServerArgs, announce};
+use super::signals::reload_on_hangup;
 
 #[derive(Debug, Args)]
 pub struct EchoServerArgs {
@@ -27,7 +28,10 @@ pub struct EchoServerArgs {
         short = 'u',
         long,
         visible_alias = "datagram",
-        conflicts_with_all = ["max_connections", "idle_timeout", "shutdown_timeout", "backlog", "tls_cert"]
+        conflicts_with_all = [
+            "max_connections", "idle_timeout", "shutdown_timeout", "backlog", "tls_cert", "proxy_protocol",
+            "allow", "deny", "metrics", "reuse_port", "threads"
+        ]
     )]
     pub udp: bool,
     /// With --udp: datagrams echoed per second to one sender; more are
@@ -46,8 +50,9 @@ pub struct EchoServerArgs {
 pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {
     if !args.udp {
         let config = args.server.stream_config()?;
-        let (listener, shutdown) = args.server.listen().await?;
-        args.server.serve(listener, config, EchoHandler, shutdown).await;
+        let listening = args.server.listen().await?;
+        reload_on_hangup(args.server.tls_reloader(&config.stage).into_iter().collect());
+        args.server.serve(listening, config, EchoHandler).await;
         return Ok(ExitCode::SUCCESS);
     }
     let config = DatagramConfig {
@@ -56,13 +61,13 @@ pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {
     match args.server.listen_addr() {
         ListenAddr::Unix { path, options } => {
             let bound = BoundUnixDatagram::bind(&path, options)?;
-            let shutdown = announce(&format!("unix:{}", bound.path().display()));
+            let shutdown = announce(&[format!("unix:{}", bound.path().display())]);
             datagram::serve(&bound.socket, config, shutdown).await?;
         }
         ListenAddr::Tcp { host, port } => {
             let socket = bind_udp(&host, port).await?;
             let addr = transport::canonical(socket.local_addr().context("reading the bound address")?);
-            let shutdown = announce(&addr.to_string());
+            let shutdown = announce(&[addr.to_string()]);
             datagram::serve(&socket, config, shutdown).await?;
         }
     }

@@ -13,6 +13,7 @@ pub mod logging;
 mod multiconn_client;
 mod resolve;
 mod server_args;
+pub use server_args::remember_passed_sockets;
 mod signals;
 mod target;
 

@@ -1,23 +1,27 @@
 //! Flags every server shares, and the start-up steps that go with them.
 
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use sockets::server::access::{AccessList, AddressRange};
 use sockets::server::budget::{DEFAULT_MAX_BUFFERED_BYTES, InputBudget};
-use sockets::server::stage::{DEFAULT_HANDSHAKE_TIMEOUT, Stage};
+use sockets::server::stage::{DEFAULT_HANDSHAKE_TIMEOUT, ProxyPolicy, Stage};
 use sockets::server::{
     self, ConnectionHandler, ConnectionLimits, DEFAULT_IDLE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_SHUTDOWN_TIMEOUT,
     MAX_MAX_CONNECTIONS, ServerConfig,
 };
+use sockets::transport::activation::{self, ActivationError};
 use sockets::transport::listen::DEFAULT_BACKLOG;
 use sockets::transport::tls::ServerTls;
 use sockets::transport::unix::SocketFileOptions;
-use sockets::transport::{self, DEFAULT_HOST, DEFAULT_PORT, ListenAddr, Listener};
+use sockets::transport::{self, DEFAULT_HOST, DEFAULT_PORT, ListenAddr, ListenOptions, Listener, bind_tcp};
+use tokio::net::TcpListener;
 
 use super::args::{Limit, TlsVersion, parse_limit, parse_mode, parse_port, whole};
 use super::print_line;
@@ -72,6 +76,8 @@ pub struct ServerArgs {
     pub threads: Option<u64>,
     #[command(flatten, next_help_heading = "TLS")]
     pub tls: ServerTlsArgs,
+    #[command(flatten, next_help_heading = "Deployment")]
+    pub deployment: DeploymentArgs,
 }
 
 /// A server's TLS flags: with --tls-cert and --tls-key, every connection
@@ -91,31 +97,61 @@ pub struct ServerTlsArgs {
     /// The oldest TLS version to accept.
     #[arg(long, value_enum, value_name = "VERSION", default_value = "1.2")]
     pub tls_min_version: TlsVersion,
-    /// A client must complete its TLS handshake within this long (0 = no limit).
-    #[arg(long, value_name = "SECONDS", default_value_t = Limit::of(DEFAULT_HANDSHAKE_TIMEOUT), value_parser = parse_limit, allow_negative_numbers = true)]
-    pub tls_handshake_timeout: Limit,
 }
 
 impl ServerTlsArgs {
-    /// The stage connections go through: TLS when a certificate is given.
-    pub fn stage(&self) -> Result<Stage> {
-        let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(
-                ServerTls {
-                    cert: cert.clone(),
-                    key: key.clone(),
-                    client_ca: self.tls_client_ca.clone(),
-                    min_version: self.tls_min_version.into(),
-                }
-                .acceptor()?,
-            ),
-            _ => None,
-        };
-        Ok(Stage {
-            tls,
-            handshake_timeout: self.tls_handshake_timeout.0,
+    /// The TLS settings, when a certificate is given.
+    pub fn settings(&self) -> Option<ServerTls> {
+        let (cert, key) = (self.tls_cert.as_ref()?, self.tls_key.as_ref()?);
+        Some(ServerTls {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: self.tls_client_ca.clone(),
+            min_version: self.tls_min_version.into(),
         })
     }
+}
+
+/// Flags for running behind a balancer, watched and access-controlled.
+#[derive(Debug, Args)]
+pub struct DeploymentArgs {
+    /// Every connection must begin with a PROXY protocol header (v1 or v2,
+    /// as HAProxy's send-proxy/send-proxy-v2 send it); the client it names
+    /// is the peer in logs, metrics and --allow/--deny. A connection without
+    /// one is closed.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+    /// Accept PROXY headers only from this address or range (repeatable;
+    /// e.g. the balancer's 10.0.0.5 or 10.0.0.0/24). Without it any source
+    /// may claim any client address.
+    #[arg(long, value_name = "CIDR", requires = "proxy_protocol")]
+    pub proxy_from: Vec<AddressRange>,
+    /// Accept clients only from this address or range (repeatable).
+    #[arg(long, value_name = "CIDR")]
+    pub allow: Vec<AddressRange>,
+    /// Refuse clients from this address or range (repeatable; wins over --allow).
+    #[arg(long, value_name = "CIDR")]
+    pub deny: Vec<AddressRange>,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks
+    /// one, printed on stdout's second line).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics: Option<String>,
+    /// Share the port with other processes (SO_REUSEPORT): the kernel
+    /// spreads new connections among them; one can stop gracefully while
+    /// the others serve. Also gives each worker thread a listener of its own.
+    #[arg(long, conflicts_with = "unix")]
+    pub reuse_port: bool,
+    /// A client must send its PROXY header and finish its TLS handshake
+    /// within this long (0 = no limit).
+    #[arg(
+        long,
+        visible_alias = "tls-handshake-timeout",
+        value_name = "SECONDS",
+        default_value_t = Limit::of(DEFAULT_HANDSHAKE_TIMEOUT),
+        value_parser = parse_limit,
+        allow_negative_numbers = true
+    )]
+    pub handshake_timeout: Limit,
 }
 
 impl ServerArgs {
@@ -137,7 +173,30 @@ impl ServerArgs {
             },
             shutdown_timeout: self.shutdown_timeout.0,
             input_budget: InputBudget::new(max_buffered_bytes),
-            stage: self.tls.stage()?,
+            stage: self.stage()?,
+        })
+    }
+
+    /// The stage connections go through: PROXY header, allow/deny, TLS.
+    fn stage(&self) -> Result<Stage> {
+        let deployment = &self.deployment;
+        let proxy = deployment.proxy_protocol.then(|| {
+            if deployment.proxy_from.is_empty() {
+                warn!("--proxy-protocol without --proxy-from: any client can claim any address; name the balancer");
+            }
+            ProxyPolicy {
+                trusted: deployment.proxy_from.clone(),
+            }
+        });
+        let tls = self.tls.settings().map(|tls| tls.acceptor()).transpose()?;
+        Ok(Stage {
+            proxy,
+            access: AccessList {
+                allow: deployment.allow.clone(),
+                deny: deployment.deny.clone(),
+            },
+            handshake_timeout: deployment.handshake_timeout.0,
+            ..Stage::with_tls(tls)
         })
     }
 
@@ -168,42 +227,149 @@ impl ServerArgs {
         }
     }
 
-    /// Binds the stream listener, announces it, and arranges for
-    /// Ctrl-C/SIGTERM to cancel the returned token.
-    pub async fn listen(&self) -> Result<(Listener, CancellationToken)> {
+    /// Binds the stream listeners (or takes those a service manager
+    /// passed), binds the metrics listener, announces both, and arranges
+    /// for Ctrl-C/SIGTERM to cancel the returned token.
+    pub async fn listen(&self) -> Result<Listening> {
         raise_open_file_limit();
-        let listener = Listener::bind(&self.listen_addr(), self.backlog as u32).await?;
-        let shown = listener.shown().context("reading the bound address")?;
-        Ok((listener, announce(&shown)))
+        let listeners = match passed_listeners()? {
+            Some(listeners) => {
+                info!(
+                    "Serving {} socket(s) passed by the service manager (HOST, PORT and --unix are not used)",
+                    listeners.len()
+                );
+                listeners
+            }
+            None => {
+                let options = ListenOptions {
+                    backlog: self.backlog as u32,
+                    reuse_port: self.deployment.reuse_port,
+                };
+                let count = self.threads().unwrap_or_else(num_cpus);
+                Listener::bind_shared(&self.listen_addr(), options, count).await?
+            }
+        };
+        let metrics = match &self.deployment.metrics {
+            Some(addr) => Some(bind_metrics(addr).await?),
+            None => None,
+        };
+        let mut shown = Vec::new();
+        for listener in &listeners {
+            let address = listener.shown().context("reading the bound address")?;
+            if !shown.contains(&address) {
+                shown.push(address);
+            }
+        }
+        if let Some((_, url)) = &metrics {
+            shown.push(format!("metrics: {url}"));
+        }
+        let shutdown = announce(&shown);
+        let metrics_stop = CancellationToken::new();
+        if let Some((listener, _)) = metrics {
+            tokio::spawn(server::metrics::serve(listener, metrics_stop.clone()));
+        }
+        Ok(Listening {
+            listeners,
+            shutdown,
+            metrics_stop,
+        })
     }
 
-    /// Serves `handler` on `listener` with `config` until shutdown completes.
-    pub async fn serve<H: ConnectionHandler>(
-        &self,
-        listener: Listener,
-        config: ServerConfig,
-        handler: H,
-        shutdown: CancellationToken,
-    ) {
-        server::run(listener, config, Arc::new(handler), shutdown).await;
+    /// Serves `handler` on the listeners with `config` until shutdown completes.
+    pub async fn serve<H: ConnectionHandler>(&self, listening: Listening, config: ServerConfig, handler: H) {
+        server::metrics::watch_budget(&config.input_budget);
+        server::run(listening.listeners, config, Arc::new(handler), listening.shutdown).await;
+        listening.metrics_stop.cancel();
         info!("Server stopped");
+    }
+
+    /// What SIGHUP reloads here: the TLS certificate and key, swapped into
+    /// `stage` for new handshakes. `None` without TLS.
+    pub fn tls_reloader(&self, stage: &Stage) -> Option<Reloader> {
+        let settings = self.tls.settings()?;
+        let slot = Arc::clone(&stage.tls);
+        Some(Box::new(move || {
+            let previous = slot.load_full();
+            match settings.acceptor_after(previous.as_deref()) {
+                Ok(acceptor) => {
+                    slot.store(Some(Arc::new(acceptor)));
+                    info!("Reloaded the TLS certificate {}", settings.cert.display());
+                }
+                Err(error) => warn!("Kept the TLS certificate in use: {:#}", anyhow::Error::from(error)),
+            }
+        }))
     }
 }
 
-/// Logs and prints (as stdout's first line) where the server listens, and
-/// installs the signal handler whose token stops it.
+/// Bound listeners, announced, with the token that stops them.
+pub struct Listening {
+    pub listeners: Vec<Listener>,
+    pub shutdown: CancellationToken,
+    metrics_stop: CancellationToken,
+}
+
+/// Something SIGHUP re-reads.
+pub type Reloader = Box<dyn Fn() + Send + Sync>;
+
+/// Sockets a service manager passed (see [`remember_passed_sockets`]).
+static PASSED: Mutex<Option<Result<Vec<OwnedFd>, ActivationError>>> = Mutex::new(None);
+
+/// Takes the sockets a service manager passed, before any thread starts
+/// (it clears their environment variables); servers use them later.
+pub fn remember_passed_sockets() {
+    let passed = activation::take_passed_fds();
+    *PASSED.lock().unwrap_or_else(PoisonError::into_inner) = Some(passed);
+}
+
+/// The passed sockets as listeners; `None` when none were passed.
+fn passed_listeners() -> Result<Option<Vec<Listener>>> {
+    let passed = PASSED.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let fds = match passed {
+        None => return Ok(None),
+        Some(fds) => fds.context("socket activation")?,
+    };
+    if fds.is_empty() {
+        return Ok(None);
+    }
+    let listeners = fds
+        .into_iter()
+        .map(activation::listener_from_fd)
+        .collect::<Result<Vec<_>, _>>()
+        .context("socket activation")?;
+    Ok(Some(listeners))
+}
+
+/// Binds the metrics listener; returns it with the URL it serves.
+async fn bind_metrics(addr: &str) -> Result<(TcpListener, String)> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        .ok_or_else(|| anyhow::anyhow!("--metrics {addr:?}: expected HOST:PORT, like 127.0.0.1:9100 or [::1]:9100"))?;
+    let listener = bind_tcp(host, port, ListenOptions::default())
+        .await
+        .context("--metrics")?;
+    let bound = transport::canonical(listener.local_addr().context("reading the metrics address")?);
+    Ok((listener, format!("http://{bound}/metrics")))
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// Logs and prints (one per line, the listening address first) where the
+/// server listens, and installs the signal handler whose token stops it.
 ///
 /// A closed stdout (`sockets app-server | true`) does not stop the server:
 /// the address is a courtesy to scripts, the server's job is to serve. The
 /// failure is logged, and the address is in the log line too.
-pub fn announce(shown: &str) -> CancellationToken {
+pub fn announce(shown: &[String]) -> CancellationToken {
     // Signals first: whoever reads the address may send SIGTERM at once.
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone());
-    if let Err(error) = print_line(shown) {
+    if let Err(error) = print_line(&shown.join("\n")) {
         warn!("Could not print the address on stdout ({error:#}); serving anyway");
     }
-    info!("Listening on {shown}");
+    info!("Listening on {}", shown.join(", "));
     shutdown
 }
 

@@ -1,5 +1,6 @@
 //! Ctrl-C and SIGTERM: the first asks for a graceful stop, the second exits
-//! at once. Here, not in the library, because only the binary may exit.
+//! at once. SIGHUP reloads what can be reloaded. Here, not in the library,
+//! because only the binary may exit.
 
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
@@ -18,6 +19,25 @@ pub fn cancel_on_signal(token: CancellationToken) {
         let second = next_signal(&mut term, &mut int).await;
         warn!("Received {second} again; exiting now");
         std::process::exit(130);
+    });
+}
+
+/// Runs every one of `reloaders` on each SIGHUP, off the async workers
+/// (they read files). Without any, SIGHUP is logged and ignored rather
+/// than ending the process as it would by default.
+pub fn reload_on_hangup(reloaders: Vec<Box<dyn Fn() + Send + Sync>>) {
+    let mut hangup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
+    let reloaders = std::sync::Arc::new(reloaders);
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            if reloaders.is_empty() {
+                info!("Received SIGHUP; nothing to reload (no --data, no --tls-cert)");
+                continue;
+            }
+            info!("Received SIGHUP; reloading");
+            let reloaders = std::sync::Arc::clone(&reloaders);
+            let _ = tokio::task::spawn_blocking(move || reloaders.iter().for_each(|reload| reload())).await;
+        }
     });
 }
 

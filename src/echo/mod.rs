@@ -20,7 +20,7 @@ use crate::deadline::{sleep_for, within};
 use crate::limited;
 use crate::python_repr::BytesRepr;
 use crate::server::log_limit::REQUEST_LINES;
-use crate::server::{CloseReason, Connection, ConnectionHandler, close_gracefully};
+use crate::server::{CloseReason, Connection, ConnectionHandler, DRAIN_GRACE, close_gracefully, metrics};
 
 /// Size of the in-task array that takes small reads.
 const SMALL_READ: usize = 512;
@@ -56,6 +56,7 @@ impl ConnectionHandler for EchoHandler {
         let mut small = [0u8; SMALL_READ];
         let mut bulk = BytesMut::new();
         let mut draining = false;
+        let mut received_any = false;
         let reason = loop {
             let bulk_mode = bulk.capacity() > 0;
             let read = async {
@@ -65,7 +66,13 @@ impl ConnectionHandler for EchoHandler {
                     stream.read(&mut small).await
                 }
             };
-            let read = if draining {
+            let read = if draining && !received_any {
+                // A new client's first bytes are on their way: they get the grace.
+                match within(Some(DRAIN_GRACE), read).await {
+                    Some(read) => read,
+                    None => break CloseReason::Shutdown,
+                }
+            } else if draining {
                 // Shutting down: echo what has arrived, wait for nothing more.
                 match read.now_or_never() {
                     Some(read) => read,
@@ -86,6 +93,7 @@ impl ConnectionHandler for EchoHandler {
                 Ok(n) => n,
                 Err(error) => return CloseReason::Io(error),
             };
+            received_any = true;
             let data = if bulk_mode { &bulk[..] } else { &small[..n] };
             limited!(
                 REQUEST_LINES,
@@ -96,7 +104,7 @@ impl ConnectionHandler for EchoHandler {
             match within(idle, stream.write_all(data)).await {
                 None => return CloseReason::WriteStalled(idle.unwrap_or_default()),
                 Some(Err(error)) => return CloseReason::Io(error),
-                Some(Ok(())) => {}
+                Some(Ok(())) => metrics::bytes(n as u64, n as u64),
             }
             if bulk_mode {
                 let capacity = bulk.capacity();

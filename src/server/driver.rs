@@ -20,7 +20,11 @@
 //!   the next read lands in a small array inside the task.
 //! - **Shutdown.** Once shutdown is requested, what has already arrived is
 //!   read without waiting for more and answered; a message already begun is
-//!   awaited; then the connection ends.
+//!   awaited; then the connection ends. A connection that has received
+//!   nothing yet waits up to [`DRAIN_GRACE`] for its first request.
+//! - **Counting.** Bytes, and answers queued with [`Driver::queue_answer`],
+//!   are counted for the metrics once per write of responses, each answer
+//!   with its time from the read that completed its request.
 //!
 //! [`InputBudget`]: super::budget::InputBudget
 
@@ -36,7 +40,8 @@ use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
 use super::budget::{BudgetShare, Evicted};
-use super::{CloseReason, ConnectionLimits, close_gracefully};
+use super::metrics;
+use super::{CloseReason, ConnectionLimits, DRAIN_GRACE, close_gracefully};
 use crate::deadline::{sleep_until, within};
 
 /// Unsent output above which the connection stops decoding (and so reading)
@@ -47,6 +52,8 @@ const READ_CHUNK: usize = 4 * 1024;
 /// Size of the in-task array that takes the first read after an idle wait;
 /// large enough for a typical request.
 const FIRST_READ: usize = 512;
+/// Answers counted between two writes; past this, counted at once.
+const ANSWERS_PER_BATCH: usize = 32;
 
 /// A decoder that can tell whether it is in the middle of a message, so the
 /// driver knows whether the stream is between messages (idle timeout, clean
@@ -113,6 +120,15 @@ pub struct Driver<S, C> {
     message_deadline: Option<Instant>,
     /// The stream is TLS (see [`close_gracefully`]).
     tls: bool,
+    /// When the last read completed: when the requests it completed arrived.
+    last_read_at: Instant,
+    /// Answers queued since the last write: label and arrival.
+    answers: [(u16, Instant); ANSWERS_PER_BATCH],
+    answered: usize,
+    bytes_in: u64,
+    bytes_out: u64,
+    /// Whether any byte has arrived yet (see [`DRAIN_GRACE`]).
+    received_any: bool,
 }
 
 impl<S, C> Driver<S, C>
@@ -139,7 +155,46 @@ where
             budget,
             message_deadline: None,
             tls: false,
+            last_read_at: Instant::now(),
+            answers: [(0, Instant::now()); ANSWERS_PER_BATCH],
+            answered: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+            received_any: false,
         }
+    }
+
+    /// Queues the answer to the request last returned by
+    /// [`Driver::next_request`], counted under `label` (see
+    /// [`metrics::set_request_labels`]) with its time from the request's
+    /// arrival to the answer's write.
+    ///
+    /// # Errors
+    /// The codec's error for a message it cannot encode.
+    pub fn queue_answer<M>(&mut self, message: M, label: usize) -> Result<(), <C as Encoder<M>>::Error>
+    where
+        C: Encoder<M>,
+    {
+        if self.answered == ANSWERS_PER_BATCH {
+            self.count_answers(Instant::now());
+        }
+        self.answers[self.answered] = (u16::try_from(label).unwrap_or(u16::MAX), self.last_read_at);
+        self.answered += 1;
+        self.queue(message)
+    }
+
+    /// Hands the answers and bytes counted so far to the metrics.
+    fn count_answers(&mut self, written_at: Instant) {
+        let answers = &self.answers[..self.answered];
+        metrics::requests(
+            answers
+                .iter()
+                .map(|(label, arrived)| (usize::from(*label), written_at.saturating_duration_since(*arrived))),
+        );
+        metrics::bytes(self.bytes_in, self.bytes_out);
+        self.answered = 0;
+        self.bytes_in = 0;
+        self.bytes_out = 0;
     }
 
     /// Marks the stream as TLS, so that closing sends `close_notify`.
@@ -182,6 +237,9 @@ where
             } else {
                 self.read_more().await?
             };
+            self.bytes_in += read as u64;
+            self.received_any |= read > 0;
+            self.last_read_at = Instant::now();
             if read == 0 {
                 if between_messages {
                     return Err(End::PeerClosed);
@@ -217,18 +275,25 @@ where
     /// Cancel safe: what was written is removed from the output.
     pub async fn flush(&mut self) -> Result<(), End<C::Error>> {
         let stalled = self.limits.idle_timeout;
+        if self.output.is_empty() && self.answered == 0 {
+            return Ok(());
+        }
         while !self.output.is_empty() {
             match within(stalled, self.stream.write_buf(&mut self.output)).await {
                 None => return Err(End::WriteStalled(stalled.unwrap_or_default())),
                 Some(Ok(0)) => return Err(End::Io(io::ErrorKind::WriteZero.into())),
-                Some(Ok(_)) => {}
+                Some(Ok(n)) => self.bytes_out += n as u64,
                 Some(Err(error)) => return Err(End::Io(error)),
             }
         }
         // Streams that buffer (TLS) write out here; plain sockets return at once.
         match within(stalled, self.stream.flush()).await {
             None => Err(End::WriteStalled(stalled.unwrap_or_default())),
-            Some(result) => result.map_err(End::Io),
+            Some(result) => {
+                result.map_err(End::Io)?;
+                self.count_answers(Instant::now());
+                Ok(())
+            }
         }
     }
 
@@ -240,9 +305,12 @@ where
         self.input = BytesMut::new();
         let _ = self.budget.set(0);
         if matches!(reason, CloseReason::Io(_) | CloseReason::WriteStalled(_)) {
+            self.count_answers(Instant::now());
             return reason;
         }
-        if let Err(end) = self.flush().await {
+        let flushed = self.flush().await;
+        self.count_answers(Instant::now());
+        if let Err(end) = flushed {
             return end.into();
         }
         close_gracefully(&mut self.stream, &reason, self.tls).await;
@@ -269,6 +337,14 @@ where
         let idle = self.limits.idle_timeout;
         let deadline = idle.map(|idle| Instant::now() + idle);
         let n = loop {
+            if self.shutdown.is_cancelled() && !self.received_any {
+                // A new client's first request is on its way: it gets the grace.
+                tokio::select! {
+                    biased;
+                    read = self.stream.read(&mut first) => break read.map_err(End::Io)?,
+                    () = tokio::time::sleep(DRAIN_GRACE) => return Err(End::Shutdown),
+                }
+            }
             if self.shutdown.is_cancelled() {
                 // Answer what the client sent before shutdown, wait for nothing more.
                 match self.stream.read(&mut first).now_or_never() {

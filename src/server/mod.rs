@@ -22,9 +22,11 @@
 //! 3. the server waits for them up to [`ServerConfig::shutdown_timeout`], then
 //!    returns whatever is left, so a stuck client cannot hold the process.
 
+pub mod access;
 pub mod budget;
 pub mod driver;
 pub mod log_limit;
+pub mod metrics;
 pub mod stage;
 
 use std::fmt;
@@ -32,8 +34,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
@@ -154,6 +157,11 @@ pub enum CloseReason {
     Shutdown,
     /// The TLS handshake failed or took too long.
     TlsHandshake(String),
+    /// `--proxy-protocol`: the PROXY header was missing, malformed, late,
+    /// or from a source not trusted to send one.
+    ProxyHeader(String),
+    /// `--allow`/`--deny` refused the peer.
+    Denied,
     /// The connection failed (reset, broken pipe, ...).
     Io(std::io::Error),
 }
@@ -180,28 +188,96 @@ impl fmt::Display for CloseReason {
             CloseReason::Shutdown => f.write_str("server shutting down"),
             // The explanation may quote the client (a certificate's names).
             CloseReason::TlsHandshake(why) => write!(f, "TLS handshake failed: {}", Escaped::str(why)),
+            CloseReason::ProxyHeader(why) => write!(f, "PROXY header refused: {}", Escaped::str(why)),
+            CloseReason::Denied => f.write_str("denied by --allow/--deny"),
             CloseReason::Io(error) => write!(f, "connection error: {error}"),
         }
     }
 }
 
-/// Accepts connections and serves each on its own task until `shutdown` is
-/// cancelled, then drains as described in the module docs.
-pub async fn run<A, H>(mut acceptor: A, config: ServerConfig, handler: Arc<H>, shutdown: CancellationToken)
+/// What every accept loop of one server shares.
+struct Shared<H> {
+    handler: Arc<H>,
+    stage: Stage,
+    config: ServerConfig,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    /// Cancelled once every listener is closed: connections then answer
+    /// what they received and close. Later than the server's own shutdown
+    /// token, so a client whose connection closes cannot reconnect to a
+    /// listener of ours that is about to close.
+    connections_stop: CancellationToken,
+}
+
+/// How long a connection that has received nothing yet may wait for its
+/// first bytes once shutdown has begun: its client was told it is
+/// connected (the connection may even have been taken from the accept
+/// queue during shutdown) and its request is on the way.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// Accepts connections on every listener and serves each on its own task
+/// until `shutdown` is cancelled, then drains as described in the module
+/// docs. Several listeners (one port shared with `SO_REUSEPORT`, or sockets
+/// passed by a service manager) each get an accept loop; the connection
+/// limit, input budget and shutdown are the server's, shared by all.
+pub async fn run<A, H>(acceptors: Vec<A>, config: ServerConfig, handler: Arc<H>, shutdown: CancellationToken)
 where
     A: Acceptor,
     H: ConnectionHandler,
 {
     log_limit::start_reporter();
-    let stage = Arc::new(config.stage.clone());
-    let permits = Arc::new(Semaphore::new(config.max_connections.clamp(1, MAX_MAX_CONNECTIONS)));
-    let tracker = TaskTracker::new();
+    let shared = Arc::new(Shared {
+        handler,
+        stage: config.stage.clone(),
+        permits: Arc::new(Semaphore::new(config.max_connections.clamp(1, MAX_MAX_CONNECTIONS))),
+        tracker: TaskTracker::new(),
+        connections_stop: CancellationToken::new(),
+        config,
+    });
+    let mut loops = tokio::task::JoinSet::new();
+    for acceptor in acceptors {
+        loops.spawn(accept_loop(acceptor, Arc::clone(&shared), shutdown.clone()));
+    }
+    while loops.join_next().await.is_some() {}
+    // Every listener is closed: new clients are refused (or, with
+    // SO_REUSEPORT, go to the other servers on the port).
+    shared.connections_stop.cancel();
+    let tracker = &shared.tracker;
+    tracker.close();
+    info!(
+        "Stopped accepting; waiting for {} open connection(s) to finish",
+        tracker.len()
+    );
+    let finished = match shared.config.shutdown_timeout {
+        Some(limit) => tokio::time::timeout(limit, tracker.wait()).await.is_ok(),
+        None => {
+            tracker.wait().await;
+            true
+        }
+    };
+    if !finished {
+        warn!(
+            "{} connection(s) still open after {}; closing them",
+            tracker.len(),
+            display_duration(shared.config.shutdown_timeout.unwrap_or_default())
+        );
+    }
+}
+
+/// One listener's loop: accept, count against the limit, spawn. On
+/// shutdown, takes what is already in the kernel's queue (those clients
+/// were told they are connected) and closes the listener.
+async fn accept_loop<A: Acceptor, H: ConnectionHandler>(
+    mut acceptor: A,
+    shared: Arc<Shared<H>>,
+    shutdown: CancellationToken,
+) {
     let mut at_limit = false;
     // When accept last said it was out of descriptors: said once per
     // shortage, then again only every SHORTAGE_REMINDER while it lasts.
     let mut shortage_told: Option<tokio::time::Instant> = None;
     loop {
-        let permit = match permits.clone().try_acquire_owned() {
+        let permit = match shared.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 at_limit = false;
                 permit
@@ -210,12 +286,12 @@ where
                 if !at_limit {
                     warn!(
                         "Connection limit of {} reached; new clients wait in the listen backlog until a connection closes",
-                        config.max_connections
+                        shared.config.max_connections
                     );
                     at_limit = true;
                 }
                 tokio::select! {
-                    permit = permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+                    permit = shared.permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
                     () = shutdown.cancelled() => break,
                 }
             }
@@ -232,6 +308,7 @@ where
                 accepted
             }
             Err(error) if is_resource_exhaustion(&error) => {
+                metrics::accept_error();
                 if shortage_told.is_none_or(|told| told.elapsed() >= SHORTAGE_REMINDER) {
                     limited!(
                         PEER_WARNINGS,
@@ -252,63 +329,85 @@ where
                 continue;
             }
         };
-        let (handler, stage, shutdown) = (Arc::clone(&handler), Arc::clone(&stage), shutdown.clone());
-        let (limits, budget) = (config.limits, config.input_budget.share());
-        tracker.spawn(async move {
-            let reason = match stage.prepare(stream, peer.clone(), &shutdown).await {
-                Ok((stream, identity)) => {
-                    log_accepted(&identity);
-                    let connection = Connection {
-                        stream,
-                        tls: identity.tls.is_some(),
-                        peer: identity.addr,
-                        shutdown,
-                        limits,
-                        budget,
-                    };
-                    handler.handle(connection).await
-                }
-                Err(reason) => reason,
-            };
-            limited!(CONNECTION_LINES, INFO, "Closing connection to {peer} ({reason})");
-            drop(permit);
-        });
+        serve(&shared, stream, peer, permit);
     }
-    drop(acceptor);
-    tracker.close();
-    let open = tracker.len();
-    info!("Stopped accepting; waiting for {open} open connection(s) to finish");
-    let finished = match config.shutdown_timeout {
-        Some(limit) => tokio::time::timeout(limit, tracker.wait()).await.is_ok(),
-        None => {
-            tracker.wait().await;
-            true
+    let mut drained = 0usize;
+    while let Ok(permit) = shared.permits.clone().try_acquire_owned() {
+        match acceptor.accept().now_or_never() {
+            Some(Ok((stream, peer))) => {
+                serve(&shared, stream, peer, permit);
+                drained += 1;
+            }
+            Some(Err(error)) if !is_resource_exhaustion(&error) => {}
+            _ => break,
         }
-    };
-    if !finished {
-        warn!(
-            "{} connection(s) still open after {}; closing them",
-            tracker.len(),
-            display_duration(config.shutdown_timeout.unwrap_or_default())
-        );
+    }
+    if drained > 0 {
+        debug!("took {drained} connection(s) from the accept queue while stopping");
     }
 }
 
-/// The "Accepted connection" line, with the TLS session when there is one.
+/// Spawns the task that takes one accepted connection through the stage
+/// and its handler.
+fn serve<S, H>(shared: &Arc<Shared<H>>, stream: S, peer: PeerAddr, permit: OwnedSemaphorePermit)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    H: ConnectionHandler,
+{
+    metrics::accepted();
+    let shared_here = Arc::clone(shared);
+    let budget = shared.config.input_budget.share();
+    shared.tracker.spawn(async move {
+        let shared = shared_here;
+        let (reason, peer) = match shared.stage.prepare(stream, peer).await {
+            Ok((stream, identity)) => {
+                log_accepted(&identity);
+                let peer = identity.addr.clone();
+                let connection = Connection {
+                    stream,
+                    tls: identity.tls.is_some(),
+                    peer: identity.addr,
+                    shutdown: shared.connections_stop.clone(),
+                    limits: shared.config.limits,
+                    budget,
+                };
+                (shared.handler.handle(connection).await, peer)
+            }
+            Err(refused) => refused,
+        };
+        metrics::closed(&reason);
+        limited!(CONNECTION_LINES, INFO, "Closing connection to {peer} ({reason})");
+        drop(permit);
+    });
+}
+
+/// The "Accepted connection" line: the client, the balancer it came
+/// through, the TLS session and client certificate when there are some.
 fn log_accepted(identity: &PeerIdentity) {
-    let peer = &identity.addr;
-    match &identity.tls {
-        None => limited!(CONNECTION_LINES, INFO, "Accepted connection from {peer}"),
-        Some(session) => match &session.client_subject {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
+    let mut details = Vec::new();
+    if let Some((balancer, version)) = &identity.via {
+        details.push(format!("via {balancer}, PROXY v{version}"));
+    }
+    if let Some(session) = &identity.tls {
+        details.push(session.to_string());
+        if let Some(subject) = &session.client_subject {
             // A certificate's subject is text the client chose.
-            Some(subject) => limited!(
-                CONNECTION_LINES,
-                INFO,
-                "Accepted connection from {peer} ({session}; client certificate {})",
-                Escaped::str(subject)
-            ),
-            None => limited!(CONNECTION_LINES, INFO, "Accepted connection from {peer} ({session})"),
-        },
+            details.push(format!("client certificate {}", Escaped::str(subject)));
+        }
+    }
+    let peer = &identity.addr;
+    if details.is_empty() {
+        limited!(CONNECTION_LINES, INFO, "Accepted connection from {peer}");
+    } else {
+        limited!(
+            CONNECTION_LINES,
+            INFO,
+            "Accepted connection from {peer} ({})",
+            details.join("; ")
+        );
     }
 }
 

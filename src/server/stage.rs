@@ -2,49 +2,90 @@
 //! and its protocol, inside its own task.
 //!
 //! ```text
-//! accepted stream → [TLS handshake] → peer identity → connection handler
+//! accepted stream → [PROXY header] → allow/deny → [TLS handshake] → peer identity
 //! ```
 //!
-//! Everything here may wait on the client (a handshake is several round
-//! trips), so none of it runs in the accept loop: a client that never
-//! finishes its handshake costs one task until the handshake deadline, and
-//! no other client waits for it. The PROXY protocol header and allow/deny
-//! rules belong here too, ahead of TLS.
+//! Everything here may wait on the client (a header, a handshake of several
+//! round trips), so none of it runs in the accept loop: a client that never
+//! finishes costs one task until the handshake deadline, which covers the
+//! PROXY header and the TLS handshake together, and no other client waits
+//! for it.
+//!
+//! The PROXY header comes first because a balancer sends it before its
+//! client's bytes (TLS included); it replaces the peer's address, so
+//! allow/deny, logs and metrics see the real client. Only sources trusted
+//! with `--proxy-from` may send one: anyone else could claim any address.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
-use tokio_util::sync::CancellationToken;
 
-use super::CloseReason;
+use super::access::{AccessList, AddressRange};
+use super::log_limit::CONNECTION_LINES;
+use super::{CloseReason, metrics};
 use crate::deadline::within;
 use crate::display_duration;
+use crate::escape::Unclipped;
+use crate::limited;
 use crate::transport::PeerAddr;
+use crate::transport::proxy::{ProxyError, ProxyHeader, Rewind, read_header};
 use crate::transport::tls::{Side, TlsAcceptor, explain, subject_of};
 
-/// Default time a client has to complete its TLS handshake.
+/// Default time a client has for the stage: its PROXY header and its TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A connection after the stage: plain, or TLS. The TLS state is boxed, so
-/// a plain connection's task is no bigger for TLS being possible.
-pub type StagedStream<S> = Either<S, Box<TlsStream<S>>>;
+/// A connection after the stage: plain, or TLS (boxed, so a plain
+/// connection's task is no bigger for TLS being possible), reading first
+/// whatever followed a PROXY header.
+pub type StagedStream<S> = Either<Rewind<S>, Box<TlsStream<Rewind<S>>>>;
+
+/// Who may send a PROXY header.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyPolicy {
+    /// Sources trusted to send one; empty: any source (not for the open internet).
+    pub trusted: Vec<AddressRange>,
+}
+
+impl ProxyPolicy {
+    /// Whether a header from `source` is believed. Unix socket peers are
+    /// trusted: the socket file's permissions say who may connect.
+    pub fn trusts(&self, source: &PeerAddr) -> bool {
+        match source {
+            PeerAddr::Tcp(addr) => {
+                self.trusted.is_empty() || self.trusted.iter().any(|range| range.contains(addr.ip()))
+            }
+            _ => true,
+        }
+    }
+}
 
 /// What a connection goes through before its protocol.
 #[derive(Clone, Default)]
 pub struct Stage {
-    /// Terminate TLS with this acceptor; `None`: plain connections.
-    pub tls: Option<TlsAcceptor>,
-    /// Longest a handshake may take; `None`: no limit.
+    /// Read a PROXY header first, from these sources.
+    pub proxy: Option<ProxyPolicy>,
+    /// Who may connect.
+    pub access: AccessList,
+    /// Terminate TLS with this acceptor; `None`: plain connections. Swapped
+    /// whole on reload: handshakes already begun keep the old one.
+    pub tls: Arc<ArcSwapOption<TlsAcceptor>>,
+    /// Longest the PROXY header and TLS handshake may take; `None`: no limit.
     pub handshake_timeout: Option<Duration>,
 }
 
 impl fmt::Debug for Stage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Stage")
-            .field("tls", &self.tls.is_some())
+            .field("proxy", &self.proxy)
+            .field("access", &self.access)
+            .field("tls", &self.tls.load().is_some())
             .field("handshake_timeout", &self.handshake_timeout)
             .finish()
     }
@@ -53,7 +94,10 @@ impl fmt::Debug for Stage {
 /// Who is on the other end, as the stage established it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerIdentity {
+    /// The client: from the PROXY header when there was one.
     pub addr: PeerAddr,
+    /// The balancer that sent the PROXY header, when there was one.
+    pub via: Option<(PeerAddr, u8)>,
     /// The negotiated TLS session, for TLS connections.
     pub tls: Option<TlsSession>,
 }
@@ -81,36 +125,79 @@ impl fmt::Display for TlsSession {
 }
 
 impl Stage {
+    /// A stage that terminates TLS with `acceptor` (and nothing else).
+    pub fn with_tls(acceptor: Option<TlsAcceptor>) -> Stage {
+        Stage {
+            tls: Arc::new(ArcSwapOption::from(acceptor.map(Arc::new))),
+            ..Stage::default()
+        }
+    }
+
     /// Takes an accepted stream through the stage.
     ///
+    /// Shutdown does not cut the stage short: the client was accepted and
+    /// gets its request answered; the handshake deadline bounds the wait.
+    ///
     /// # Errors
-    /// The [`CloseReason`] for a connection that did not make it: a failed
-    /// or timed-out handshake, or shutdown during one.
+    /// The [`CloseReason`] for a connection that did not make it (a bad or
+    /// untrusted PROXY header, a denied peer, a failed or late handshake),
+    /// with the peer as far as it was known.
     pub async fn prepare<S>(
         &self,
-        stream: S,
+        mut stream: S,
         addr: PeerAddr,
-        shutdown: &CancellationToken,
-    ) -> Result<(StagedStream<S>, PeerIdentity), CloseReason>
+    ) -> Result<(StagedStream<S>, PeerIdentity), (CloseReason, PeerAddr)>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let Some(acceptor) = &self.tls else {
-            return Ok((Either::Left(stream), PeerIdentity { addr, tls: None }));
+        let deadline = self.handshake_timeout.map(|limit| Instant::now() + limit);
+        let late = || {
+            format!(
+                "not completed within {}",
+                display_duration(self.handshake_timeout.unwrap_or_default())
+            )
         };
-        let handshake = within(self.handshake_timeout, acceptor.accept(stream));
-        let accepted = tokio::select! {
-            accepted = handshake => accepted,
-            () = shutdown.cancelled() => return Err(CloseReason::Shutdown),
+        let mut identity = PeerIdentity {
+            addr,
+            via: None,
+            tls: None,
         };
-        let stream = match accepted {
-            None => {
-                return Err(CloseReason::TlsHandshake(format!(
-                    "not completed within {}",
-                    display_duration(self.handshake_timeout.unwrap_or_default())
-                )));
+        let mut rest = Bytes::new();
+        if let Some(policy) = &self.proxy {
+            let balancer = identity.addr.clone();
+            if !policy.trusts(&balancer) {
+                let why = format!("{balancer} is not in --proxy-from");
+                return Err((CloseReason::ProxyHeader(why), balancer));
             }
-            Some(Err(error)) => return Err(CloseReason::TlsHandshake(explain(&error, Side::Server))),
+            let (header, after) = match within_until(deadline, read_header(&mut stream)).await {
+                None => return Err((CloseReason::ProxyHeader(late()), balancer)),
+                Some(Err(ProxyError::Io(error))) => return Err((CloseReason::Io(error), balancer)),
+                Some(Err(error)) => return Err((CloseReason::ProxyHeader(error.to_string()), balancer)),
+                Some(Ok(read)) => read,
+            };
+            log_header(&header, &balancer);
+            if let Some(client) = header.client {
+                identity.addr = client;
+            }
+            identity.via = Some((balancer, header.version));
+            rest = after;
+        }
+        if !self.access.permits(&identity.addr) {
+            return Err((CloseReason::Denied, identity.addr));
+        }
+        let stream = Rewind::new(rest, stream);
+        let Some(acceptor) = self.tls.load_full() else {
+            return Ok((Either::Left(stream), identity));
+        };
+        let stream = match within_until(deadline, acceptor.accept(stream)).await {
+            None => {
+                metrics::tls_handshake(None);
+                return Err((CloseReason::TlsHandshake(late()), identity.addr));
+            }
+            Some(Err(error)) => {
+                metrics::tls_handshake(None);
+                return Err((CloseReason::TlsHandshake(explain(&error, Side::Server)), identity.addr));
+            }
             Some(Ok(stream)) => stream,
         };
         let (_, connection) = stream.get_ref();
@@ -127,12 +214,44 @@ impl Stage {
                 .and_then(|chain| chain.first())
                 .and_then(subject_of),
         };
-        Ok((
-            Either::Right(Box::new(stream)),
-            PeerIdentity {
-                addr,
-                tls: Some(session),
-            },
-        ))
+        metrics::tls_handshake(Some(session.resumed));
+        identity.tls = Some(session);
+        Ok((Either::Right(Box::new(stream)), identity))
+    }
+}
+
+/// Runs `future` until `deadline` (`None`: no deadline); `None` when late.
+async fn within_until<T>(deadline: Option<Instant>, future: impl Future<Output = T>) -> Option<T> {
+    within(
+        deadline.map(|deadline| deadline.saturating_duration_since(Instant::now())),
+        future,
+    )
+    .await
+}
+
+/// A PROXY header at debug level, every TLV with its whole value (tools
+/// that cut values at their first NUL mislead: haproxy#3489).
+fn log_header(header: &ProxyHeader, balancer: &PeerAddr) {
+    let client = header.client.as_ref().map_or_else(
+        || "none (a connection of the balancer's own)".to_owned(),
+        ToString::to_string,
+    );
+    limited!(
+        CONNECTION_LINES,
+        DEBUG,
+        "PROXY v{} header from {balancer}: client {client}, {} TLV(s)",
+        header.version,
+        header.tlvs.len()
+    );
+    for tlv in &header.tlvs {
+        limited!(
+            CONNECTION_LINES,
+            DEBUG,
+            "PROXY TLV from {balancer}: type {:#04x} ({}), {} bytes: {}",
+            tlv.kind,
+            tlv.name(),
+            tlv.value.len(),
+            Unclipped(&tlv.value)
+        );
     }
 }

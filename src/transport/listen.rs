@@ -15,6 +15,25 @@ use super::{ListenAddr, PeerAddr, TransportError, canonical};
 /// Default listen backlog. The kernel caps it at `net.core.somaxconn`.
 pub const DEFAULT_BACKLOG: u32 = 1024;
 
+/// How a stream listener is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenOptions {
+    /// Connections the kernel queues before they are accepted.
+    pub backlog: u32,
+    /// TCP: `SO_REUSEPORT`, so several sockets (in this process or others)
+    /// share the port and the kernel spreads new connections among them.
+    pub reuse_port: bool,
+}
+
+impl Default for ListenOptions {
+    fn default() -> Self {
+        ListenOptions {
+            backlog: DEFAULT_BACKLOG,
+            reuse_port: false,
+        }
+    }
+}
+
 /// A listening socket that hands out connected streams.
 pub trait Acceptor: Send + 'static {
     /// The connected stream type.
@@ -45,15 +64,42 @@ pub enum Listener {
 }
 
 impl Listener {
-    /// Binds `addr` with the given listen backlog.
+    /// Binds `addr` with the given options.
     ///
     /// # Errors
     /// As [`bind_tcp`] or [`UnixSocketListener::bind`].
-    pub async fn bind(addr: &ListenAddr, backlog: u32) -> Result<Listener, TransportError> {
+    pub async fn bind(addr: &ListenAddr, options: ListenOptions) -> Result<Listener, TransportError> {
         match addr {
-            ListenAddr::Tcp { host, port } => bind_tcp(host, *port, backlog).await.map(Listener::Tcp),
-            ListenAddr::Unix { path, options } => UnixSocketListener::bind(path, backlog, *options).map(Listener::Unix),
+            ListenAddr::Tcp { host, port } => bind_tcp(host, *port, options).await.map(Listener::Tcp),
+            ListenAddr::Unix { path, options: file } => {
+                UnixSocketListener::bind(path, options.backlog, *file).map(Listener::Unix)
+            }
         }
+    }
+
+    /// Binds `count` TCP listeners sharing one port with `SO_REUSEPORT`
+    /// (port 0: the port the first one got), so that each accept loop has a
+    /// queue of its own. Anything else binds one listener.
+    ///
+    /// # Errors
+    /// As [`Listener::bind`].
+    pub async fn bind_shared(
+        addr: &ListenAddr,
+        options: ListenOptions,
+        count: usize,
+    ) -> Result<Vec<Listener>, TransportError> {
+        let first = Listener::bind(addr, options).await?;
+        let (ListenAddr::Tcp { host, .. }, Listener::Tcp(tcp), true) = (addr, &first, options.reuse_port) else {
+            return Ok(vec![first]);
+        };
+        let port = tcp.local_addr().map(|bound| bound.port());
+        let mut listeners = vec![first];
+        if let Ok(port) = port {
+            for _ in 1..count {
+                listeners.push(Listener::Tcp(bind_tcp(host, port, options).await?));
+            }
+        }
+        Ok(listeners)
     }
 
     /// Where it listens, as users write it: `127.0.0.1:65432`, `[::1]:80`, `unix:/run/app.sock`.
@@ -79,7 +125,8 @@ impl Acceptor for Listener {
     }
 }
 
-/// Opens a TCP listener on `host:port` with `SO_REUSEADDR` and the given backlog.
+/// Opens a TCP listener on `host:port` with `SO_REUSEADDR`, the given
+/// backlog, and `SO_REUSEPORT` when asked.
 ///
 /// An empty host listens on every IPv4 interface, as in the guide; `::`
 /// listens on every interface and, where the OS allows, accepts IPv4 clients
@@ -89,15 +136,15 @@ impl Acceptor for Listener {
 /// [`TransportError::Resolve`] or [`TransportError::NoAddresses`] for a host
 /// that does not resolve, [`TransportError::Bind`] when the socket cannot be
 /// set up (port in use, address not local, no permission).
-pub async fn bind_tcp(host: &str, port: u16, backlog: u32) -> Result<TcpListener, TransportError> {
+pub async fn bind_tcp(host: &str, port: u16, options: ListenOptions) -> Result<TcpListener, TransportError> {
     let addr = resolve_listen_addr(host, port).await?;
     let bind_error = |error| TransportError::Bind { addr, error };
-    let socket = bound_socket(addr, Type::STREAM, Protocol::TCP).map_err(bind_error)?;
+    let socket = bound_socket(addr, Type::STREAM, Protocol::TCP, options.reuse_port).map_err(bind_error)?;
     // Responses are written whole, so Nagle's delay only ever adds latency.
     // Set on the listener, accepted sockets inherit it: one system call per
     // server instead of one per connection.
     socket.set_tcp_nodelay(true).map_err(bind_error)?;
-    let backlog = i32::try_from(backlog).unwrap_or(i32::MAX);
+    let backlog = i32::try_from(options.backlog).unwrap_or(i32::MAX);
     socket.listen(backlog).map_err(bind_error)?;
     TcpListener::from_std(socket.into()).map_err(bind_error)
 }
@@ -112,17 +159,20 @@ pub async fn bind_tcp(host: &str, port: u16, backlog: u32) -> Result<TcpListener
 pub async fn bind_udp(host: &str, port: u16) -> Result<UdpSocket, TransportError> {
     let addr = resolve_listen_addr(host, port).await?;
     let bind_error = |error| TransportError::Bind { addr, error };
-    let socket = bound_socket(addr, Type::DGRAM, Protocol::UDP).map_err(bind_error)?;
+    let socket = bound_socket(addr, Type::DGRAM, Protocol::UDP, false).map_err(bind_error)?;
     UdpSocket::from_std(socket.into()).map_err(bind_error)
 }
 
 /// A non-blocking socket bound to `addr`, dual-stack when `addr` is the
 /// IPv6 wildcard; with `SO_REUSEADDR` for TCP only.
-fn bound_socket(addr: SocketAddr, kind: Type, protocol: Protocol) -> std::io::Result<Socket> {
+fn bound_socket(addr: SocketAddr, kind: Type, protocol: Protocol, reuse_port: bool) -> std::io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), kind, Some(protocol))?;
     if kind == Type::STREAM {
         // Lets a restarted server bind while old connections sit in TIME_WAIT.
         socket.set_reuse_address(true)?;
+    }
+    if reuse_port {
+        socket.set_reuse_port(true)?;
     }
     if addr.is_ipv6() && addr.ip().is_unspecified() {
         // Best effort: some systems only do IPv6 on an IPv6 socket.
@@ -156,10 +206,10 @@ mod tests {
 
     #[tokio::test]
     async fn binds_port_zero_and_reports_port_in_use() {
-        let listener = bind_tcp("127.0.0.1", 0, DEFAULT_BACKLOG).await.unwrap();
+        let listener = bind_tcp("127.0.0.1", 0, ListenOptions::default()).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         assert_ne!(port, 0);
-        let err = bind_tcp("127.0.0.1", port, DEFAULT_BACKLOG).await.unwrap_err();
+        let err = bind_tcp("127.0.0.1", port, ListenOptions::default()).await.unwrap_err();
         let text = err.to_string();
         assert!(
             text.starts_with(&format!("cannot listen on 127.0.0.1:{port}: ")),
@@ -170,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn accepted_sockets_inherit_nodelay() {
-        let mut listener = bind_tcp("127.0.0.1", 0, DEFAULT_BACKLOG).await.unwrap();
+        let mut listener = bind_tcp("127.0.0.1", 0, ListenOptions::default()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let _client = TcpStream::connect(addr).await.unwrap();
         let (accepted, _) = Acceptor::accept(&mut listener).await.unwrap();
@@ -189,8 +239,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn shared_listeners_take_one_port_and_all_receive() {
+        let options = ListenOptions {
+            reuse_port: true,
+            ..ListenOptions::default()
+        };
+        let addr = ListenAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port: 0,
+        };
+        let listeners = Listener::bind_shared(&addr, options, 2).await.unwrap();
+        let ports: Vec<String> = listeners.iter().map(|l| l.shown().unwrap()).collect();
+        assert_eq!(ports.len(), 2);
+        assert_eq!(ports[0], ports[1]);
+        let mut clients = Vec::new();
+        for _ in 0..64 {
+            clients.push(TcpStream::connect(ports[0].as_str()).await.unwrap());
+        }
+        // The kernel hashes connections over the group: 64 all in one queue
+        // would be a 1 in 2^63 chance.
+        let mut listeners = listeners;
+        for listener in &mut listeners {
+            let accepted = tokio::time::timeout(std::time::Duration::from_secs(5), Acceptor::accept(listener)).await;
+            assert!(matches!(accepted, Ok(Ok(_))), "a listener got no connection");
+        }
+        // Without SO_REUSEPORT the port is refused, as before.
+        let port: u16 = ports[0].rsplit(':').next().unwrap().parse().unwrap();
+        assert!(bind_tcp("127.0.0.1", port, ListenOptions::default()).await.is_err());
+    }
+
+    #[tokio::test]
     async fn empty_host_is_every_ipv4_interface() {
-        let listener = bind_tcp("", 0, DEFAULT_BACKLOG).await.unwrap();
+        let listener = bind_tcp("", 0, ListenOptions::default()).await.unwrap();
         assert_eq!(listener.local_addr().unwrap().ip(), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     }
 }

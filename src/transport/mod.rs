@@ -2,9 +2,11 @@
 //! port into a socket. The protocol and the services never see these details;
 //! they get a stream that is `AsyncRead + AsyncWrite`.
 
+pub mod activation;
 pub mod connect;
 pub mod datagram;
 pub mod listen;
+pub mod proxy;
 pub mod resolve;
 pub mod tls;
 pub mod unix;
@@ -17,7 +19,7 @@ use std::path::PathBuf;
 use crate::escape::Escaped;
 
 pub use connect::{ClientStream, Connector, connect_stream, connect_tcp};
-pub use listen::{Acceptor, Listener, bind_tcp};
+pub use listen::{Acceptor, ListenOptions, Listener, bind_tcp};
 
 /// The port the guide uses for every example.
 pub const DEFAULT_PORT: u16 = 65432;

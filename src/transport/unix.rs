@@ -73,11 +73,15 @@ impl Drop for OwnedSocketFile {
     }
 }
 
-/// A Unix stream listener that removes its socket file when dropped.
+/// A Unix stream listener that removes its socket file when dropped (when
+/// it bound the file itself).
 #[derive(Debug)]
 pub struct UnixSocketListener {
     listener: UnixListener,
-    file: OwnedSocketFile,
+    path: PathBuf,
+    /// Held for its `Drop`, which removes the file; `None` for a socket
+    /// someone else bound (socket activation).
+    _file: Option<OwnedSocketFile>,
 }
 
 impl UnixSocketListener {
@@ -93,12 +97,33 @@ impl UnixSocketListener {
         let (socket, file) = bind_socket_file(path, Type::STREAM, Some(backlog), options)?;
         let std_listener: std::os::unix::net::UnixListener = socket.into();
         let listener = UnixListener::from_std(std_listener).map_err(|source| bind_error(path, source))?;
-        Ok(UnixSocketListener { listener, file })
+        Ok(UnixSocketListener {
+            listener,
+            path: path.to_owned(),
+            _file: Some(file),
+        })
+    }
+
+    /// Serves a listening socket bound by someone else (a service manager),
+    /// whose file is theirs to remove.
+    ///
+    /// # Errors
+    /// When the socket cannot be registered with the runtime.
+    pub fn adopt(listener: std::os::unix::net::UnixListener) -> io::Result<UnixSocketListener> {
+        let path = listener
+            .local_addr()?
+            .as_pathname()
+            .map_or_else(|| PathBuf::from("(unnamed)"), Path::to_owned);
+        Ok(UnixSocketListener {
+            listener: UnixListener::from_std(listener)?,
+            path,
+            _file: None,
+        })
     }
 
     /// The socket file's path.
     pub fn path(&self) -> &Path {
-        &self.file.path
+        &self.path
     }
 }
 

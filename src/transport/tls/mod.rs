@@ -171,6 +171,17 @@ impl ServerTls {
     /// # Errors
     /// [`TlsError`] when a file cannot be read or does not fit.
     pub fn acceptor(&self) -> Result<TlsAcceptor, TlsError> {
+        self.acceptor_after(None)
+    }
+
+    /// A new acceptor from the files as they are now, for a reload. With
+    /// `previous`, session tickets and the session cache carry over, so
+    /// clients resume sessions across the reload instead of all doing full
+    /// handshakes at once.
+    ///
+    /// # Errors
+    /// As [`ServerTls::acceptor`].
+    pub fn acceptor_after(&self, previous: Option<&TlsAcceptor>) -> Result<TlsAcceptor, TlsError> {
         let chain = read_certificates(&self.cert)?;
         let key = read_key(&self.key)?;
         let builder = ServerConfig::builder_with_provider(provider())
@@ -191,7 +202,13 @@ impl ServerTls {
         let mut config = builder
             .with_single_cert(chain, key)
             .map_err(|source| key_error(source, &self.cert, &self.key))?;
-        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?;
+        match previous {
+            Some(previous) => {
+                config.ticketer = Arc::clone(&previous.config().ticketer);
+                config.session_storage = Arc::clone(&previous.config().session_storage);
+            }
+            None => config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(TlsError::Config)?,
+        }
         Ok(TlsAcceptor::from(Arc::new(config)))
     }
 }

@@ -1,0 +1,423 @@
+//! The PROXY protocol (HAProxy's, v1 text and v2 binary): how a load
+//! balancer tells the server who the client really is, in a header ahead of
+//! the connection's own bytes.
+//!
+//! Parsing is the `ppp` crate's; here is what it leaves to us: reading a
+//! header off a stream without losing the bytes that follow it (they are the
+//! client's, and go to TLS or the protocol through [`Rewind`]), what the
+//! header means for the peer's identity, its TLVs with their full values,
+//! and writing a header for clients that stand in for a balancer.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes, BytesMut};
+use ppp::PartialResult;
+use ppp::v2::{self, TypeLengthValues};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+
+use super::PeerAddr;
+
+/// The v2 signature; the v1 header begins `PROXY `.
+const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
+/// The longest v1 line, CRLF included.
+const V1_MAX: usize = 107;
+/// The longest header read: v2's 16 fixed bytes and a 16-bit length.
+const MAX_HEADER: usize = 16 + u16::MAX as usize;
+
+/// What a PROXY header says about the connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyHeader {
+    /// 1 or 2.
+    pub version: u8,
+    /// The client the balancer is speaking for, or `None` for a connection
+    /// of the balancer's own (v2 LOCAL, e.g. a health check; v1 UNKNOWN;
+    /// an unspecified family): that one is served as a direct connection.
+    pub client: Option<PeerAddr>,
+    /// Type-length-values (v2), each value whole.
+    pub tlvs: Vec<Tlv>,
+}
+
+/// One v2 type-length-value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tlv {
+    pub kind: u8,
+    pub value: Vec<u8>,
+}
+
+impl Tlv {
+    /// The type's name in the specification, when it has one.
+    pub fn name(&self) -> &'static str {
+        match self.kind {
+            0x01 => "ALPN",
+            0x02 => "authority",
+            0x03 => "CRC32C",
+            0x04 => "noop",
+            0x05 => "unique ID",
+            0x20 => "SSL",
+            0x30 => "netns",
+            0xe0..=0xef => "custom",
+            _ => "other",
+        }
+    }
+}
+
+/// Why a connection's PROXY header was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error("the connection does not begin with a PROXY header")]
+    Missing,
+    #[error("malformed PROXY header: {0}")]
+    Malformed(String),
+    #[error("the connection closed before its PROXY header was complete")]
+    Closed,
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Reads a PROXY header (v1 or v2, told apart by their first bytes) off
+/// `stream`. Returns it with the bytes read past it, which belong to what
+/// follows. Memory is bounded by the largest header the protocol allows.
+///
+/// # Errors
+/// [`ProxyError`]: no header, a malformed one, or the stream ended or failed.
+pub async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(ProxyHeader, Bytes), ProxyError> {
+    let mut buf = BytesMut::with_capacity(256);
+    loop {
+        if !could_be_header(&buf) {
+            return Err(ProxyError::Missing);
+        }
+        // ppp judges a v1 line cut just after its final CR as malformed:
+        // wait for the whole line (at most 107 bytes) before parsing it.
+        let v1_line_pending =
+            buf.starts_with(b"PROXY ") && !buf.windows(2).any(|w| w == b"\r\n") && buf.len() <= V1_MAX;
+        let parsed = ppp::HeaderResult::parse(&buf);
+        if !v1_line_pending && parsed.is_complete() {
+            let (header, length) = interpret(parsed)?;
+            let rest = buf.split_off(length).freeze();
+            return Ok((header, rest));
+        }
+        if buf.len() >= MAX_HEADER {
+            return Err(ProxyError::Malformed("longer than any header can be".into()));
+        }
+        if buf.capacity() == buf.len() {
+            buf.reserve(buf.len().min(MAX_HEADER - buf.len()).max(256));
+        }
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(if buf.is_empty() {
+                ProxyError::Missing
+            } else {
+                ProxyError::Closed
+            });
+        }
+    }
+}
+
+/// Whether `bytes` may still become a header: they are a prefix of either
+/// signature, or begin with one. Anything else (a TLS ClientHello, a
+/// message) is refused at once rather than read further.
+fn could_be_header(bytes: &[u8]) -> bool {
+    let starts = |signature: &[u8]| {
+        let n = bytes.len().min(signature.len());
+        bytes[..n] == signature[..n]
+    };
+    starts(V2_SIGNATURE) || starts(b"PROXY ")
+}
+
+fn interpret(parsed: ppp::HeaderResult<'_>) -> Result<(ProxyHeader, usize), ProxyError> {
+    match parsed {
+        ppp::HeaderResult::V1(Ok(header)) => {
+            let client = match header.addresses {
+                ppp::v1::Addresses::Tcp4(ip) => {
+                    Some(PeerAddr::Tcp(SocketAddr::new(ip.source_address.into(), ip.source_port)))
+                }
+                ppp::v1::Addresses::Tcp6(ip) => {
+                    Some(PeerAddr::Tcp(SocketAddr::new(ip.source_address.into(), ip.source_port)))
+                }
+                ppp::v1::Addresses::Unknown => None,
+            };
+            let header_len = header.header.len();
+            Ok((
+                ProxyHeader {
+                    version: 1,
+                    client,
+                    tlvs: Vec::new(),
+                },
+                header_len,
+            ))
+        }
+        ppp::HeaderResult::V2(Ok(header)) => {
+            let client = match (header.command, header.addresses) {
+                (v2::Command::Local, _) => None,
+                (_, v2::Addresses::IPv4(ip)) => {
+                    Some(PeerAddr::Tcp(SocketAddr::new(ip.source_address.into(), ip.source_port)))
+                }
+                (_, v2::Addresses::IPv6(ip)) => {
+                    Some(PeerAddr::Tcp(SocketAddr::new(ip.source_address.into(), ip.source_port)))
+                }
+                (_, v2::Addresses::Unix(unix)) => Some(PeerAddr::Unix(unix_path(&unix.source))),
+                (_, v2::Addresses::Unspecified) => None,
+            };
+            // ppp treats an unspecified family's whole payload as addresses,
+            // which hides its TLVs: read them from the payload ourselves.
+            let tlv_bytes = match header.addresses {
+                v2::Addresses::Unspecified => &header.as_bytes()[16..],
+                _ => header.tlv_bytes(),
+            };
+            let tlvs = TypeLengthValues::from(tlv_bytes)
+                .map(|tlv| {
+                    tlv.map(|tlv| Tlv {
+                        kind: tlv.kind,
+                        value: tlv.value.into_owned(),
+                    })
+                    .map_err(|error| ProxyError::Malformed(format!("bad TLV: {error}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((
+                ProxyHeader {
+                    version: 2,
+                    client,
+                    tlvs,
+                },
+                header.as_bytes().len(),
+            ))
+        }
+        ppp::HeaderResult::V1(Err(error)) => Err(ProxyError::Malformed(error.to_string())),
+        ppp::HeaderResult::V2(Err(error)) => Err(ProxyError::Malformed(error.to_string())),
+    }
+}
+
+/// A NUL-padded AF_UNIX path from a v2 header; `None` when empty (unnamed).
+fn unix_path(raw: &[u8; 108]) -> Option<PathBuf> {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    (end > 0).then(|| PathBuf::from(std::ffi::OsStr::from_bytes(&raw[..end])))
+}
+
+/// The PROXY protocol version a client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyVersion {
+    V1,
+    V2,
+}
+
+impl fmt::Display for ProxyVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ProxyVersion::V1 => "v1",
+            ProxyVersion::V2 => "v2",
+        })
+    }
+}
+
+/// The header a balancer would send for a connection from `source` to
+/// `destination`; `None` addresses (a Unix socket) give a header that says
+/// so (v1 `UNKNOWN`, v2 `LOCAL`).
+pub fn encode_header(version: ProxyVersion, addresses: Option<(SocketAddr, SocketAddr)>) -> Vec<u8> {
+    let same_family = addresses.filter(|(source, destination)| source.is_ipv4() == destination.is_ipv4());
+    match (version, same_family) {
+        (ProxyVersion::V1, Some(pair)) => ppp::v1::Addresses::from(pair).to_string().into_bytes(),
+        (ProxyVersion::V1, None) => b"PROXY UNKNOWN\r\n".to_vec(),
+        (ProxyVersion::V2, Some(pair)) => {
+            v2::Builder::with_addresses(v2::Version::Two | v2::Command::Proxy, v2::Protocol::Stream, pair)
+                .build()
+                .expect("a header of two addresses fits")
+        }
+        (ProxyVersion::V2, None) => v2::Builder::new(v2::Version::Two | v2::Command::Local, 0x00)
+            .build()
+            .expect("a LOCAL header fits"),
+    }
+}
+
+/// A stream with bytes put back in front: what was read past a PROXY
+/// header is read again by whatever comes next.
+#[derive(Debug)]
+pub struct Rewind<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S> Rewind<S> {
+    /// `inner`, to be read after `prefix`.
+    pub fn new(prefix: Bytes, inner: S) -> Rewind<S> {
+        Rewind { prefix, inner }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    async fn read_from(bytes: &[u8]) -> Result<(ProxyHeader, Bytes), ProxyError> {
+        let mut stream = bytes;
+        read_header(&mut stream).await
+    }
+
+    #[tokio::test]
+    async fn v1_gives_the_client_and_keeps_what_follows() {
+        let (header, rest) = read_from(b"PROXY TCP4 192.0.2.7 127.0.0.1 51234 65432\r\nhello")
+            .await
+            .unwrap();
+        assert_eq!(header.version, 1);
+        assert_eq!(header.client, Some(PeerAddr::Tcp("192.0.2.7:51234".parse().unwrap())));
+        assert_eq!(&rest[..], b"hello");
+        let (header, _) = read_from(b"PROXY UNKNOWN\r\n").await.unwrap();
+        assert_eq!(header.client, None, "UNKNOWN is served as a direct connection");
+    }
+
+    #[tokio::test]
+    async fn v2_addresses_local_unix_and_tlvs_with_nuls() {
+        let source: SocketAddr = "[2001:db8::1]:4000".parse().unwrap();
+        let destination: SocketAddr = "[::1]:65432".parse().unwrap();
+        let wire = v2::Builder::with_addresses(
+            v2::Version::Two | v2::Command::Proxy,
+            v2::Protocol::Stream,
+            (source, destination),
+        )
+        .write_tlv(0x02, b"example.com")
+        .unwrap()
+        .write_tlv(0xe1, b"a\0b\0c")
+        .unwrap()
+        .build()
+        .unwrap();
+        let mut input = wire.clone();
+        input.extend_from_slice(b"\x16\x03\x01rest");
+        let (header, rest) = read_from(&input).await.unwrap();
+        assert_eq!((header.version, header.client), (2, Some(PeerAddr::Tcp(source))));
+        assert_eq!(
+            header.tlvs,
+            [
+                Tlv {
+                    kind: 0x02,
+                    value: b"example.com".to_vec()
+                },
+                Tlv {
+                    kind: 0xe1,
+                    value: b"a\0b\0c".to_vec()
+                }
+            ],
+            "TLV values are whole, NULs included"
+        );
+        assert_eq!(&rest[..], b"\x16\x03\x01rest");
+
+        let local = encode_header(ProxyVersion::V2, None);
+        assert_eq!(read_from(&local).await.unwrap().0.client, None);
+
+        let mut unix = v2::Builder::with_addresses(
+            v2::Version::Two | v2::Command::Proxy,
+            v2::Protocol::Stream,
+            v2::Unix::new(
+                {
+                    let mut path = [0u8; 108];
+                    path[..14].copy_from_slice(b"/run/lb/c.sock");
+                    path
+                },
+                [0u8; 108],
+            ),
+        )
+        .build()
+        .unwrap();
+        unix.extend_from_slice(b"x");
+        let (header, _) = read_from(&unix).await.unwrap();
+        assert_eq!(header.client, Some(PeerAddr::Unix(Some("/run/lb/c.sock".into()))));
+    }
+
+    #[tokio::test]
+    async fn headers_arriving_a_byte_at_a_time_are_read_whole() {
+        let wire = encode_header(
+            ProxyVersion::V1,
+            Some(("10.1.2.3:1111".parse().unwrap(), "10.0.0.1:65432".parse().unwrap())),
+        );
+        let (client, mut server) = tokio::io::duplex(1);
+        let writer = tokio::spawn(async move {
+            let mut client = client;
+            for byte in wire.iter().chain(b"next") {
+                tokio::io::AsyncWriteExt::write_all(&mut client, &[*byte])
+                    .await
+                    .unwrap();
+            }
+            client
+        });
+        let (header, rest) = read_header(&mut server).await.unwrap();
+        assert_eq!(header.client, Some(PeerAddr::Tcp("10.1.2.3:1111".parse().unwrap())));
+        let mut rewound = Rewind::new(rest, server);
+        let mut next = [0u8; 4];
+        rewound.read_exact(&mut next).await.unwrap();
+        assert_eq!(&next, b"next");
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn anything_else_is_refused_at_once() {
+        assert!(matches!(
+            read_from(b"\x16\x03\x01\x02\x00").await,
+            Err(ProxyError::Missing)
+        ));
+        assert!(matches!(
+            read_from(b"\x00\x62{\"byteorder\"").await,
+            Err(ProxyError::Missing)
+        ));
+        assert!(matches!(read_from(b"").await, Err(ProxyError::Missing)));
+        assert!(matches!(read_from(b"PROXY TCP4 1.2.3").await, Err(ProxyError::Closed)));
+        assert!(matches!(
+            read_from(b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 1\r\n").await,
+            Err(ProxyError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn clients_write_headers_a_parser_reads_back() {
+        let pair: (SocketAddr, SocketAddr) = ("127.0.0.2:5000".parse().unwrap(), "127.0.0.1:65432".parse().unwrap());
+        assert_eq!(
+            encode_header(ProxyVersion::V1, Some(pair)),
+            b"PROXY TCP4 127.0.0.2 127.0.0.1 5000 65432\r\n"
+        );
+        assert_eq!(encode_header(ProxyVersion::V1, None), b"PROXY UNKNOWN\r\n");
+        let v2 = encode_header(ProxyVersion::V2, Some(pair));
+        assert!(v2.starts_with(V2_SIGNATURE));
+    }
+}
