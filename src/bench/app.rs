@@ -86,6 +86,9 @@ pub struct AppOutcome {
     pub completed: u64,
     /// Requests sent whose response never came because their connection failed.
     pub unanswered: u64,
+    /// Requests sent again because the server closed their connection
+    /// cleanly before answering them (a server stopping gracefully).
+    pub retried: u64,
     /// Bytes sent and received.
     pub bytes: u64,
     pub elapsed: Duration,
@@ -176,6 +179,8 @@ struct Tally {
     errors: ErrorCounts,
     completed: u64,
     unanswered: u64,
+    /// Requests sent again on a new connection (see [`Ended::ServerClosed`]).
+    retried: u64,
     bytes: u64,
     first_wrong: Option<String>,
     handshakes: Handshakes,
@@ -189,6 +194,7 @@ impl Tally {
             errors: ErrorCounts::default(),
             completed: 0,
             unanswered: 0,
+            retried: 0,
             bytes: 0,
             first_wrong: None,
             handshakes: Handshakes::default(),
@@ -248,6 +254,7 @@ impl Tally {
         self.errors.merge(&other.errors);
         self.completed += other.completed;
         self.unanswered += other.unanswered;
+        self.retried += other.retried;
         self.bytes += other.bytes;
         self.first_wrong = self.first_wrong.take().or(other.first_wrong);
         self.handshakes.full += other.handshakes.full;
@@ -331,6 +338,7 @@ pub async fn run(config: AppBench, counters: Arc<Counters>, stop: CancellationTo
         errors: total.errors,
         completed: total.completed,
         unanswered: total.unanswered,
+        retried: total.retried,
         bytes: total.bytes,
         elapsed: started.elapsed(),
         first_wrong: total.first_wrong,
@@ -520,13 +528,26 @@ impl HeldBack {
 enum Ended {
     Failed(ErrorKind),
     Halted,
+    /// The server closed the connection cleanly between responses, after
+    /// answering some: it is stopping (a graceful shutdown, a rolling
+    /// restart) or limits its connections' lives. The requests it had not
+    /// answered are sent again on a new connection, as HTTP clients do with
+    /// idempotent requests (RFC 9110 §9.2.2); both kinds here are.
+    ServerClosed(Vec<InFlight>),
 }
 
 async fn persistent_worker(shared: &Shared, interval: Option<Duration>, first: Instant) -> Tally {
     let mut tally = Tally::new(interval.is_some());
     let mut next_at = first;
     let mut failing_since: Option<Instant> = None;
-    while !shared.budget.expired() && !shared.halt.is_cancelled() {
+    let mut carried = Vec::new();
+    loop {
+        // Requests carried over from a closed connection are owed even
+        // when the budget is spent.
+        let done = shared.budget.expired() && carried.is_empty();
+        if done || shared.halt.is_cancelled() {
+            break;
+        }
         let connected = tokio::select! {
             connected = shared.config.connector.connect() => connected,
             () = shared.halt.cancelled() => break,
@@ -549,9 +570,22 @@ async fn persistent_worker(shared: &Shared, interval: Option<Duration>, first: I
                 }
             }
         };
-        match drive(stream, shared, &mut tally, interval, &mut next_at).await {
+        match drive(
+            stream,
+            shared,
+            &mut tally,
+            interval,
+            &mut next_at,
+            std::mem::take(&mut carried),
+        )
+        .await
+        {
             Ok(()) => break,
             Err(Ended::Failed(kind)) => tally.error(&shared.counters, kind),
+            Err(Ended::ServerClosed(unanswered)) => {
+                tally.retried += unanswered.len() as u64;
+                carried = unanswered;
+            }
             Err(Ended::Halted) => break,
         }
     }
@@ -559,13 +593,15 @@ async fn persistent_worker(shared: &Shared, interval: Option<Duration>, first: I
 }
 
 /// Keeps up to `pipeline` requests in flight on one connection until the
-/// budget is spent and every outstanding response has arrived.
+/// budget is spent and every outstanding response has arrived. `carried`
+/// requests, left unanswered by a connection the server closed, go first.
 async fn drive<S>(
     mut stream: S,
     shared: &Shared,
     tally: &mut Tally,
     interval: Option<Duration>,
     next_at: &mut Instant,
+    carried: Vec<InFlight>,
 ) -> Result<(), Ended>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -579,6 +615,11 @@ where
     let mut answered = Vec::with_capacity(pipeline);
     let mut sending = true;
     let mut held = HeldBack::default();
+    let mut answered_here = 0usize;
+    for request in &carried {
+        out.extend_from_slice(&shared.request);
+        in_flight.push_back(*request);
+    }
     let result = loop {
         if sending {
             let now = Instant::now();
@@ -637,6 +678,9 @@ where
         };
         match read {
             Err(error) => break Err(Ended::Failed(ErrorKind::of(&error))),
+            Ok(0) if buf.is_empty() && answered_here > 0 => {
+                break Err(Ended::ServerClosed(in_flight.drain(..).collect()));
+            }
             Ok(0) => break Err(Ended::Failed(ErrorKind::Closed)),
             Ok(n) => tally.transferred(&shared.counters, n),
         }
@@ -660,6 +704,7 @@ where
             }
         }
         tally.successes(&shared.counters, now, &answered);
+        answered_here += answered.len();
         if was_full && in_flight.len() < pipeline {
             held.end(now);
         }

@@ -79,6 +79,9 @@ pub struct Report {
     /// Requests sent whose response never came because the connection
     /// failed (app only).
     pub unanswered: Option<u64>,
+    /// Requests sent again on a new connection because the server closed
+    /// theirs cleanly before answering (a server stopping gracefully; app only).
+    pub retried: Option<u64>,
     pub errors: ErrorTable,
     /// The run was ended early (Ctrl-C); the figures cover what was measured.
     pub interrupted: bool,
@@ -178,6 +181,12 @@ impl fmt::Display for Report {
         if let Some(unanswered) = self.unanswered.filter(|n| *n > 0) {
             writeln!(f, "unanswered  {unanswered} requests sent on connections that failed")?;
         }
+        if let Some(retried) = self.retried.filter(|n| *n > 0) {
+            writeln!(
+                f,
+                "retried     {retried} requests, sent again after the server closed their connection between answers"
+            )?;
+        }
         if self.interrupted {
             writeln!(
                 f,
@@ -227,6 +236,7 @@ mod tests {
             latency_us: LatencySummary::of(&histogram),
             latency_uncorrected_us: LatencySummary::of(&histogram),
             unanswered: Some(3),
+            retried: Some(2),
             errors: ErrorTable(errors),
             interrupted: true,
             tls_handshakes: Some(HandshakeReport {
@@ -243,6 +253,7 @@ mod tests {
         assert!(text.contains("(from when each request was due)"), "{text}");
         assert!(text.contains("uncorrected min "), "{text}");
         assert!(text.contains("unanswered  3 requests"), "{text}");
+        assert!(text.contains("retried     2 requests"), "{text}");
         assert!(text.contains("interrupted the run was stopped early"), "{text}");
         assert!(
             text.contains("handshakes  10 full, 990 resumed, 500 TLS handshakes/s"),

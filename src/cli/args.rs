@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use clap::ValueEnum;
+use sockets::transport::proxy::ProxyVersion;
 use sockets::transport::tls::MinVersion;
 
 /// Longest time any flag accepts: a year. Longer is a typo, and would
@@ -73,6 +74,24 @@ impl From<TlsVersion> for MinVersion {
         match version {
             TlsVersion::Tls12 => MinVersion::Tls12,
             TlsVersion::Tls13 => MinVersion::Tls13,
+        }
+    }
+}
+
+/// `--send-proxy`: the PROXY protocol version a client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SendProxy {
+    /// The text header (HAProxy's send-proxy).
+    V1,
+    /// The binary header (HAProxy's send-proxy-v2).
+    V2,
+}
+
+impl From<SendProxy> for ProxyVersion {
+    fn from(version: SendProxy) -> ProxyVersion {
+        match version {
+            SendProxy::V1 => ProxyVersion::V1,
+            SendProxy::V2 => ProxyVersion::V2,
         }
     }
 }

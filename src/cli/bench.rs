@@ -259,6 +259,7 @@ async fn run_app(args: BenchAppArgs, stop: CancellationToken) -> Result<Report> 
         latency_us: LatencySummary::of(&outcome.latency),
         latency_uncorrected_us: outcome.latency_uncorrected.as_ref().and_then(LatencySummary::of),
         unanswered: Some(outcome.unanswered),
+        retried: Some(outcome.retried),
         errors: ErrorTable(outcome.errors),
         interrupted: outcome.interrupted,
         tls_handshakes: is_tls.then(|| HandshakeReport {
@@ -309,6 +310,7 @@ async fn run_echo(args: BenchEchoArgs, stop: CancellationToken) -> Result<Report
         latency_us: None,
         latency_uncorrected_us: None,
         unanswered: None,
+        retried: None,
         errors: ErrorTable(outcome.errors),
         interrupted: outcome.interrupted,
         tls_handshakes: None,

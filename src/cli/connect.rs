@@ -19,7 +19,7 @@ pub struct ConnectArgs {
     pub target: TargetArgs,
     /// Datagrams instead of a stream: each chunk of input is sent as one
     /// datagram (UDP, or Unix datagram with --unix).
-    #[arg(short = 'u', long, visible_alias = "datagram", conflicts_with_all = ["tls", "tls_ca", "tls_server_name", "tls_cert", "insecure"])]
+    #[arg(short = 'u', long, visible_alias = "datagram", conflicts_with_all = ["tls", "tls_ca", "tls_server_name", "tls_cert", "insecure", "send_proxy"])]
     pub udp: bool,
     /// With --udp: after input ends, wait this long for further replies.
     #[arg(long, value_name = "SECONDS", requires = "udp", default_value = "1", value_parser = parse_positive_seconds, allow_negative_numbers = true)]

@@ -16,7 +16,7 @@ use sockets::transport::tls::ClientTls;
 use sockets::transport::{Connector, Endpoint};
 
 use super::UsageError;
-use super::args::{Limit, TlsVersion, parse_limit, parse_port};
+use super::args::{Limit, SendProxy, TlsVersion, parse_limit, parse_port};
 
 /// Where a client connects, and its time limit.
 #[derive(Debug, Args)]
@@ -34,6 +34,10 @@ pub struct TargetArgs {
     /// reply or for more of one (0 = no limit).
     #[arg(short = 'w', long, value_name = "SECONDS", default_value_t = Limit::of(DEFAULT_TIMEOUT), value_parser = parse_limit, allow_negative_numbers = true)]
     pub timeout: Limit,
+    /// Begin each connection with a PROXY protocol header naming this
+    /// client, as a balancer does (for servers run with --proxy-protocol).
+    #[arg(long, value_enum, value_name = "VERSION")]
+    pub send_proxy: Option<SendProxy>,
     #[command(flatten, next_help_heading = "TLS")]
     pub tls: ClientTlsArgs,
 }
@@ -111,7 +115,10 @@ impl TargetArgs {
     /// How to reach `endpoint`: with the time limit, and TLS if asked for.
     /// `--insecure` is said loudly on stderr.
     pub fn connector(&self, endpoint: Endpoint) -> Result<Connector> {
-        let connector = Connector::new(endpoint, self.timeout());
+        let mut connector = Connector::new(endpoint, self.timeout());
+        if let Some(version) = self.send_proxy {
+            connector = connector.with_proxy_header(version.into());
+        }
         match self.tls.settings() {
             None => Ok(connector),
             Some(tls) => {

@@ -287,16 +287,14 @@ impl Collector for Counters {
             }
         }
         {
-            let mut cumulative = 0;
+            // Per-bucket counts, +Inf last: the encoder makes them cumulative.
             let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
                 .iter()
                 .chain([f64::INFINITY].iter())
+                .copied()
                 .zip(t.latency)
-                .map(|(bound, count)| {
-                    cumulative += count;
-                    (*bound, cumulative)
-                })
                 .collect();
+            let count = t.latency.iter().sum();
             encoder
                 .encode_descriptor(
                     "sockets_request_duration_seconds",
@@ -304,12 +302,7 @@ impl Collector for Counters {
                     None,
                     MetricType::Histogram,
                 )?
-                .encode_histogram::<NoLabelSet>(
-                    t.latency_sum_ns as f64 / 1e9,
-                    cumulative,
-                    &buckets[..buckets.len() - 1],
-                    None,
-                )?;
+                .encode_histogram::<NoLabelSet>(t.latency_sum_ns as f64 / 1e9, count, &buckets, None)?;
         }
         counter(
             &mut encoder,
@@ -354,12 +347,46 @@ impl Collector for Counters {
     }
 }
 
-/// The metrics as `GET /metrics` returns them.
+/// The metrics in the OpenMetrics format (what Prometheus asks for).
 pub fn render() -> String {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Counters));
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).expect("writing to a String cannot fail");
+    text
+}
+
+/// The metrics in the classic Prometheus text format (0.0.4), for scrapers
+/// and tools that do not ask for OpenMetrics (`promtool check metrics`,
+/// curl). The two differ, for what we expose, in one thing: a counter's
+/// `# HELP` and `# TYPE` name its samples' `_total` name; and the classic
+/// format has no `# EOF`.
+pub fn render_classic() -> String {
+    let open_metrics = render();
+    let lines: Vec<&str> = open_metrics.lines().collect();
+    let mut text = String::with_capacity(open_metrics.len() + 256);
+    for (i, line) in lines.iter().enumerate() {
+        if *line == "# EOF" {
+            continue;
+        }
+        // prometheus-client writes `# HELP name` then `# TYPE name kind`.
+        let family = line.strip_prefix("# HELP ").or_else(|| line.strip_prefix("# TYPE "));
+        let is_counter = |name: &str| {
+            lines[i..]
+                .iter()
+                .take(2)
+                .any(|l| l.strip_prefix("# TYPE ").and_then(|rest| rest.strip_prefix(name)) == Some(" counter"))
+        };
+        match family.and_then(|rest| rest.split_once(' ')) {
+            Some((name, rest)) if is_counter(name) => {
+                let _ = writeln!(text, "{}{name}_total {rest}", &line[..7]);
+            }
+            _ => {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
     text
 }
 
@@ -412,12 +439,21 @@ async fn answer(mut stream: TcpStream) -> std::io::Result<()> {
     let mut words = line.split(|&b| b == b' ');
     let (method, target) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
     match (method, target) {
-        (b"GET", b"/metrics") => {
+        (b"GET", b"/metrics") if wants_open_metrics(&head) => {
             respond(
                 &mut stream,
                 "200 OK",
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
                 &render(),
+            )
+            .await
+        }
+        (b"GET", b"/metrics") => {
+            respond(
+                &mut stream,
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                &render_classic(),
             )
             .await
         }
@@ -432,6 +468,18 @@ async fn answer(mut stream: TcpStream) -> std::io::Result<()> {
             .await
         }
     }
+}
+
+/// Whether the request's `Accept` header names OpenMetrics (Prometheus
+/// sends it first in its list).
+fn wants_open_metrics(head: &[u8]) -> bool {
+    const OPEN_METRICS: &[u8] = b"application/openmetrics-text";
+    head.split(|&b| b == b'\n')
+        .filter(|line| line.len() > 7 && line[..7].eq_ignore_ascii_case(b"accept:"))
+        .any(|line| {
+            line.windows(OPEN_METRICS.len())
+                .any(|w| w.eq_ignore_ascii_case(OPEN_METRICS))
+        })
 }
 
 async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body: &str) -> std::io::Result<()> {
@@ -449,8 +497,12 @@ async fn respond(stream: &mut TcpStream, status: &str, content_type: &str, body:
 mod tests {
     use super::*;
 
+    /// The counters are the process's: tests that compare them take turns.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
     #[test]
     fn counts_from_every_thread_are_summed() {
+        let _turn = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         set_request_labels(&[("search", "hit"), ("search", "miss")]);
         let before = totals();
         let threads: Vec<_> = (0..3)
@@ -484,5 +536,56 @@ mod tests {
             "{text}"
         );
         assert!(text.ends_with("# EOF\n"), "{text}");
+        let classic = render_classic();
+        assert!(classic.contains("# TYPE sockets_requests_total counter\n"), "{classic}");
+        assert!(
+            classic.contains("# HELP sockets_requests_total Requests answered"),
+            "{classic}"
+        );
+        assert!(classic.contains("# TYPE sockets_connections_open gauge\n"), "{classic}");
+        assert!(
+            classic.contains("# TYPE sockets_request_duration_seconds histogram\n"),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"), "{classic}");
+    }
+
+    /// The value of the sample `name` on `page`.
+    fn sample(page: &str, name: &str) -> u64 {
+        page.lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {page}"))
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_once_and_end_at_the_count() {
+        let _turn = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = render();
+        requests([
+            (0, Duration::from_micros(5)),
+            (0, Duration::from_micros(700)),
+            (0, Duration::from_secs(5)),
+        ]);
+        let after = render();
+        let moved = |name: &str| sample(&after, name) - sample(&before, name);
+        let name = "sockets_request_duration_seconds";
+        assert_eq!(moved(&format!("{name}_bucket{{le=\"0.00001\"}}")), 1);
+        assert_eq!(moved(&format!("{name}_bucket{{le=\"0.0005\"}}")), 1);
+        assert_eq!(moved(&format!("{name}_bucket{{le=\"0.001\"}}")), 2);
+        assert_eq!(moved(&format!("{name}_bucket{{le=\"1.0\"}}")), 2);
+        assert_eq!(moved(&format!("{name}_bucket{{le=\"+Inf\"}}")), 3);
+        assert_eq!(moved(&format!("{name}_count")), 3);
+        assert_eq!(
+            sample(&after, &format!("{name}_bucket{{le=\"+Inf\"}}")),
+            sample(&after, &format!("{name}_count"))
+        );
+    }
+
+    #[test]
+    fn open_metrics_is_served_to_those_who_ask() {
+        assert!(wants_open_metrics(
+            b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n"
+        ));
+        assert!(!wants_open_metrics(b"GET /metrics HTTP/1.1\r\nAccept: */*\r\n\r\n"));
     }
 }

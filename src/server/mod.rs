@@ -388,8 +388,10 @@ fn log_accepted(identity: &PeerIdentity) {
         return;
     }
     let mut details = Vec::new();
-    if let Some((balancer, version)) = &identity.via {
-        details.push(format!("via {balancer}, PROXY v{version}"));
+    match &identity.via {
+        Some(hop) if hop.own => details.push(format!("PROXY v{}, the balancer's own connection", hop.version)),
+        Some(hop) => details.push(format!("via {}, PROXY v{}", hop.balancer, hop.version)),
+        None => {}
     }
     if let Some(session) = &identity.tls {
         details.push(session.to_string());

@@ -97,9 +97,20 @@ pub struct PeerIdentity {
     /// The client: from the PROXY header when there was one.
     pub addr: PeerAddr,
     /// The balancer that sent the PROXY header, when there was one.
-    pub via: Option<(PeerAddr, u8)>,
+    pub via: Option<ProxyHop>,
     /// The negotiated TLS session, for TLS connections.
     pub tls: Option<TlsSession>,
+}
+
+/// The balancer a connection came through, from its PROXY header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyHop {
+    pub balancer: PeerAddr,
+    /// The header's version, 1 or 2.
+    pub version: u8,
+    /// The header named no client (v2 `LOCAL`, v1 `UNKNOWN`): the
+    /// balancer's own connection, a health check say.
+    pub own: bool,
 }
 
 /// What a TLS handshake agreed.
@@ -176,10 +187,15 @@ impl Stage {
                 Some(Ok(read)) => read,
             };
             log_header(&header, &balancer);
+            let own = header.client.is_none();
             if let Some(client) = header.client {
                 identity.addr = client;
             }
-            identity.via = Some((balancer, header.version));
+            identity.via = Some(ProxyHop {
+                balancer,
+                version: header.version,
+                own,
+            });
             rest = after;
         }
         if !self.access.permits(&identity.addr) {

@@ -14,7 +14,10 @@ use tokio_util::either::Either;
 use rustls::pki_types::ServerName;
 use tokio_rustls::client::TlsStream;
 
+use tokio::io::AsyncWriteExt;
+
 use super::datagram::AsyncDatagramIo;
+use super::proxy::{ProxyVersion, encode_header};
 use super::tls::{ClientTls, Side, TlsConnector, TlsError, explain};
 use super::unix::BoundUnixDatagram;
 use super::{Endpoint, TransportError, strip_brackets};
@@ -39,6 +42,7 @@ pub struct Connector {
     endpoint: Endpoint,
     timeout: Option<Duration>,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    proxy_header: Option<ProxyVersion>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -47,6 +51,7 @@ impl std::fmt::Debug for Connector {
             .field("endpoint", &self.endpoint)
             .field("timeout", &self.timeout)
             .field("tls", &self.tls.as_ref().map(|(_, name)| name))
+            .field("proxy_header", &self.proxy_header)
             .finish()
     }
 }
@@ -58,7 +63,16 @@ impl Connector {
             endpoint,
             timeout,
             tls: None,
+            proxy_header: None,
         }
+    }
+
+    /// Begins every connection with a PROXY protocol header, as a balancer
+    /// would, naming this end of the connection as the client (a Unix
+    /// socket: v1 `UNKNOWN`, v2 `LOCAL`).
+    pub fn with_proxy_header(mut self, version: ProxyVersion) -> Connector {
+        self.proxy_header = Some(version);
+        self
     }
 
     /// TLS connections with `tls`. The name verified is `tls.server_name`,
@@ -96,7 +110,21 @@ impl Connector {
     /// As [`connect_stream`], or [`TransportError::Tls`] saying why the
     /// handshake failed (unknown issuer, name mismatch, expired, ...).
     pub async fn connect(&self) -> Result<ClientStream, TransportError> {
-        let stream = connect_stream(&self.endpoint, self.timeout).await?;
+        let mut stream = connect_stream(&self.endpoint, self.timeout).await?;
+        if let Some(version) = self.proxy_header {
+            let addresses = match &stream {
+                Either::Left(tcp) => tcp.local_addr().and_then(|local| Ok((local, tcp.peer_addr()?))).ok(),
+                Either::Right(_) => None,
+            };
+            let header = encode_header(version, addresses);
+            within_io(self.timeout, stream.write_all(&header))
+                .await
+                .map_err(|source| TransportError::Send {
+                    target: self.endpoint.to_string(),
+                    what: "the PROXY header",
+                    source,
+                })?;
+        }
         let Some((connector, name)) = &self.tls else {
             return Ok(Either::Left(stream));
         };

@@ -131,6 +131,12 @@ pub enum TransportError {
     UnixPathUnknown { path: PathBuf, source: std::io::Error },
     #[error("unix:{} exists and is not a socket (remove it, or pick another path)", .path.display())]
     UnixPathNotSocket { path: PathBuf },
+    #[error("cannot send {what} to {target}")]
+    Send {
+        target: String,
+        what: &'static str,
+        source: std::io::Error,
+    },
     #[error("TLS with {target} failed: {reason}")]
     Tls { target: String, reason: String },
 }

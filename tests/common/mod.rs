@@ -37,6 +37,8 @@ pub struct ServerProcess {
     /// The server's first stdout line: `127.0.0.1:41234`, `[::1]:41234` or `unix:/path`.
     pub listening: String,
     stderr: Arc<Mutex<String>>,
+    /// Every stdout line so far.
+    stdout: Arc<Mutex<Vec<String>>>,
     pub args: Vec<String>,
 }
 
@@ -49,10 +51,18 @@ impl ServerProcess {
     /// Starts `program <args>` (a wrapper that execs the server, say) and
     /// waits for the address on its first stdout line.
     pub fn start_command(program: &str, args: &[&str]) -> ServerProcess {
+        let mut command = Command::new(program);
+        command.args(args);
+        ServerProcess::spawn(command)
+    }
+
+    /// Starts `command` (set up as the caller needs: environment,
+    /// descriptors) and waits for the address on its first stdout line.
+    pub fn spawn(mut command: Command) -> ServerProcess {
         // Tests open a thousand or more client sockets; the default soft limit may be 1024.
         let _ = sockets::transport::raise_open_file_limit();
-        let mut child = Command::new(program)
-            .args(args)
+        let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -72,14 +82,17 @@ impl ServerProcess {
         });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let stdout_lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&stdout_lines);
         std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
-                let _ = tx.send(line);
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut lines = sink.lock().unwrap();
+                if lines.is_empty() {
+                    let _ = tx.send(line.clone());
+                }
+                lines.push(line);
             }
-            for _ in lines {} // keep the pipe drained
         });
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let line = match rx.recv_timeout(STEP) {
             Ok(line) => line,
             Err(_) => {
@@ -94,7 +107,30 @@ impl ServerProcess {
             child,
             listening: line,
             stderr,
+            stdout: stdout_lines,
             args,
+        }
+    }
+
+    /// The URL of `--metrics`, from the `metrics: URL` line on stdout.
+    pub fn metrics_url(&self) -> String {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let found = self
+                .stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|line| line.strip_prefix("metrics: ").map(str::to_owned));
+            if let Some(url) = found {
+                return url;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no metrics line on stdout; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

@@ -1,0 +1,122 @@
+# Network-namespace test harness: hosts that exist only for one test run.
+# Sourced by the scripts beside it; needs root, `ip` (iproute2), python3.
+#
+#   netns_topology 1 2 3   a client host and a balancer host joined by one
+#                          veth pair (10.231.0.0/24), and a server host per
+#                          argument, each joined to the balancer by its own
+#                          pair (10.231.N.0/24)
+#   ns_exec HOST CMD...    runs CMD on a host (client, balancer, serverN);
+#                          to signal a background process later, start it
+#                          with `ip netns exec "$(ns_name HOST)" CMD &`
+#                          instead, so that $! is CMD itself
+#   track_pid PID          kills PID on exit
+#   wait_for WHAT CMD...   retries CMD for up to 15 s, fails naming WHAT
+#   check WHAT CMD...      runs CMD once, prints "ok WHAT" or fails
+#   json_is FILE EXPR WHAT evaluates a Python expression over the JSON in FILE (as r)
+#   json_get FILE EXPR     prints a Python expression over the JSON in FILE
+#
+# Names carry this shell's pid, so runs side by side do not collide, and
+# everything made is removed on exit (also on failure or Ctrl-C).
+
+prefix="sk$$"
+work=$(mktemp -d)
+namespaces=()
+pids=()
+
+cleanup() {
+  local status=$?
+  # Everything still running on our hosts, tracked or not.
+  for ns in "${namespaces[@]}"; do pids+=($(ip netns pids "$ns" 2>/dev/null)); done
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  sleep 0.2
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  if [ "$status" -ne 0 ]; then
+    echo "--- logs in $work (kept):" >&2
+    for log in "$work"/*.log "$work"/*.err; do
+      [ -s "$log" ] && { echo "--- $log" >&2; tail -n 40 "$log" >&2; }
+    done
+  else
+    rm -rf "$work"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+fail() {
+  echo "FAIL: $*" >&2
+  exit 1
+}
+
+[ "$(id -u)" -eq 0 ] || fail "network namespaces need root (CI runs as root)"
+command -v ip >/dev/null || fail "ip not found (apt-get install iproute2)"
+
+ns_name() { echo "$prefix-$1"; }
+
+ns_exec() {
+  local host=$1
+  shift
+  ip netns exec "$(ns_name "$host")" "$@"
+}
+
+add_host() {
+  local ns
+  ns=$(ns_name "$1")
+  ip netns add "$ns"
+  namespaces+=("$ns")
+  ip -n "$ns" link set lo up
+}
+
+# link A ADDR_A B ADDR_B: a veth pair between hosts A and B, addresses /24.
+link() {
+  local a=$1 addr_a=$2 b=$3 addr_b=$4
+  local if_a="${prefix}${b: -1}a" if_b="${prefix}${b: -1}b"
+  [ "$b" = balancer ] && { if_a="${prefix}ca"; if_b="${prefix}cb"; }
+  ip link add "$if_a" netns "$(ns_name "$a")" type veth peer name "$if_b" netns "$(ns_name "$b")"
+  ip -n "$(ns_name "$a")" addr add "$addr_a/24" dev "$if_a"
+  ip -n "$(ns_name "$b")" addr add "$addr_b/24" dev "$if_b"
+  ip -n "$(ns_name "$a")" link set "$if_a" up
+  ip -n "$(ns_name "$b")" link set "$if_b" up
+}
+
+netns_topology() {
+  add_host client
+  add_host balancer
+  link client 10.231.0.2 balancer 10.231.0.1
+  for n in "$@"; do
+    add_host "server$n"
+    link balancer "10.231.$n.1" "server$n" "10.231.$n.2"
+  done
+}
+
+track_pid() { pids+=("$1"); }
+
+wait_for() {
+  local what=$1
+  shift
+  local deadline=$((SECONDS + 15))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || fail "timed out waiting for: $what"
+    sleep 0.05
+  done
+  echo "ok $what"
+}
+
+check() {
+  local what=$1
+  shift
+  "$@" || fail "$what"
+  echo "ok $what"
+}
+
+json_is() {
+  local file=$1 expr=$2 what=$3
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); sys.exit(0 if ($expr) else 1)" "$file" ||
+    fail "$what: $(cat "$file")"
+  echo "ok $what"
+}
+
+json_get() {
+  python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print($2)" "$1"
+}
