@@ -3,14 +3,14 @@
 #   bash bench/run.sh            # 10 s per measurement
 #   DURATION=3 bash bench/run.sh # quicker, noisier
 #   SECTIONS="tls echo" bash bench/run.sh   # only some sections: persistent,
-#                                           # oneshot, latency, memory, echo, tls
+#                                           # oneshot, latency, memory, echo, tls, deploy
 # Installs what it needs (iperf3, redis, python3), builds the release binary,
 # and prints a Markdown report on stdout. Every server and client here runs on
 # loopback and shares the machine's cores unless a line says it is pinned.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
-SECTIONS=${SECTIONS:-persistent oneshot latency memory echo tls}
+SECTIONS=${SECTIONS:-persistent oneshot latency memory echo tls deploy}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 ROOT=$(pwd)
 S="$ROOT/target/release/sockets"
@@ -44,6 +44,10 @@ stop() { kill "$LAST_PID" 2>/dev/null || true; wait "$LAST_PID" 2>/dev/null || t
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+# cpu_ticks PID: user + system CPU the process has used, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# per_request TICKS REQUESTS: microseconds of CPU per request.
+per_request() { python3 -c "print(f'{$1 * 1e6 / $(getconf CLK_TCK) / $2:.2f}')"; }
 
 echo "# Benchmark run"
 echo
@@ -235,4 +239,94 @@ s_time=$(timeout $((DURATION + 10)) openssl s_time -connect "127.0.0.1:$TLS_PORT
 echo "openssl s_time -new against sockets app-server: $s_time"
 echo
 kill "$HAPROXY_PID" "$PLAIN_PID" "$TLS_PID" 2>/dev/null || true
+fi
+
+# 7. Deployment: the cost of --metrics and --proxy-protocol, and HAProxy
+# sending PROXY v2 to one and two instances.
+if want deploy; then
+echo "## Deployment features"
+echo
+echo "Server CPU per request (from /proc/PID/stat) is the figure to read: client and server share the 2 cores,"
+echo "so requests/s moves with whatever else runs. Each configuration ran twice, alternating; the table shows both runs."
+echo
+echo "| load | server flags | bench flags | requests/s | server µs CPU/request | vs plain |"
+echo "|---|---|---|---|---|---|"
+configs=("plain||" "metrics|--metrics 127.0.0.1:0|" "proxy|--proxy-protocol|--send-proxy v2" "both|--metrics 127.0.0.1:0 --proxy-protocol|--send-proxy v2")
+for load in persistent oneshot; do
+  case $load in
+    persistent) load_flags=(-c 64 -P 16) ;;
+    oneshot) load_flags=(--mode oneshot -c 8) ;;
+  esac
+  declare -A base=()
+  for round in 1 2; do
+    for config in "${configs[@]}"; do
+      IFS='|' read -r name server_flags bench_flags <<< "$config"
+      # shellcheck disable=SC2086 # flags are words
+      start "$name" "$S" app-server -q 127.0.0.1 0 --threads 1 $server_flags
+      before=$(cpu_ticks "$LAST_PID")
+      # shellcheck disable=SC2086
+      report=$("$S" bench app 127.0.0.1 "$PORT" "${load_flags[@]}" -d "$DURATION" --json $bench_flags)
+      after=$(cpu_ticks "$LAST_PID")
+      stop
+      rps=$(echo "$report" | json 'round(d["requests_per_second"])')
+      n=$(echo "$report" | json 'd["requests"]')
+      us=$(per_request $((after - before)) "$n")
+      [ "$name" = plain ] && base[$round]=$us
+      echo "| $load | ${server_flags:-(none)} | ${bench_flags:-(none)} | $rps | $us | $(ratio "$us" "${base[$round]}") |"
+    done
+  done
+done
+echo
+echo "### HAProxy (PROXY v2) in front of one and two instances"
+echo
+start one "$S" app-server -q 127.0.0.1 0 --threads 1 --proxy-protocol --proxy-from 127.0.0.1
+ONE_PORT=$PORT; ONE_PID=$LAST_PID
+start two "$S" app-server -q 127.0.0.1 0 --threads 1 --proxy-protocol --proxy-from 127.0.0.1
+TWO_PORT=$PORT; TWO_PID=$LAST_PID
+start direct "$S" app-server -q 127.0.0.1 0 --threads 1
+DIRECT_PORT=$PORT; DIRECT_PID=$LAST_PID
+H1=$(free_port); H2=$(free_port)
+cat > "$WORK/haproxy-deploy.cfg" <<CFG
+global
+    maxconn 5000
+    nbthread 1
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend to_one
+    bind 127.0.0.1:$H1
+    default_backend one
+frontend to_two
+    bind 127.0.0.1:$H2
+    default_backend two
+backend one
+    server a 127.0.0.1:$ONE_PORT send-proxy-v2
+backend two
+    balance roundrobin
+    server a 127.0.0.1:$ONE_PORT send-proxy-v2
+    server b 127.0.0.1:$TWO_PORT send-proxy-v2
+CFG
+haproxy -f "$WORK/haproxy-deploy.cfg" -db > "$WORK/haproxy-deploy.log" 2>&1 &
+PIDS+=($!); HAPROXY_PID=$!
+sleep 0.7
+echo "Each instance and HAProxy run one thread; the load generator one; all share the 2 cores."
+echo
+echo "| load | path | requests/s | vs direct |"
+echo "|---|---|---|---|"
+for load in persistent oneshot; do
+  case $load in
+    persistent) load_flags=(-c 64 -P 16) ;;
+    oneshot) load_flags=(--mode oneshot -c 8) ;;
+  esac
+  direct=$("$S" bench app 127.0.0.1 "$DIRECT_PORT" "${load_flags[@]}" -d "$DURATION" --json | json 'round(d["requests_per_second"])')
+  one=$("$S" bench app 127.0.0.1 "$H1" "${load_flags[@]}" -d "$DURATION" --json | json 'round(d["requests_per_second"])')
+  two=$("$S" bench app 127.0.0.1 "$H2" "${load_flags[@]}" -d "$DURATION" --json | json 'round(d["requests_per_second"])')
+  echo "| $load | direct, no HAProxy | $direct | 1.00 |"
+  echo "| $load | HAProxy → 1 instance | $one | $(ratio "$one" "$direct") |"
+  echo "| $load | HAProxy → 2 instances | $two | $(ratio "$two" "$direct") |"
+done
+echo
+kill "$HAPROXY_PID" "$ONE_PID" "$TWO_PID" "$DIRECT_PID" 2>/dev/null || true
 fi

@@ -632,3 +632,34 @@ fn a_malformed_listen_fds_is_a_clear_error() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_shipped_haproxy_config_is_valid() {
+    // Its certificate path made real, as an installation would.
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    common::run_ok(&[
+        "cert",
+        "localhost",
+        "--cert",
+        &file("app.crt"),
+        "--key",
+        &file("app.key"),
+    ]);
+    let bundle = std::fs::read_to_string(file("app.crt")).unwrap() + &std::fs::read_to_string(file("app.key")).unwrap();
+    std::fs::write(file("app.pem"), bundle).unwrap();
+    let config = std::fs::read_to_string(common::repo_path("contrib/haproxy/haproxy.cfg"))
+        .unwrap()
+        .replace("/etc/haproxy/certs/app.pem", &file("app.pem"));
+    std::fs::write(file("haproxy.cfg"), config).unwrap();
+    let output = Command::new("haproxy")
+        .args(["-c", "-f", &file("haproxy.cfg")])
+        .output()
+        .expect("running haproxy (apt-get install haproxy)");
+    assert!(
+        output.status.success(),
+        "haproxy -c: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -22,8 +22,6 @@ use super::signals::reload_on_hangup;
 
 #[derive(Debug, Args)]
 pub struct AppServerArgs {
-    #[command(flatten)]
-    pub server: ServerArgs,
     /// Search table: a JSON object of query to answer (default: the guide's three entries).
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
@@ -53,6 +51,9 @@ pub struct AppServerArgs {
     /// Close each connection after its first response, as the guide's server does.
     #[arg(long)]
     pub one_shot: bool,
+    // Last: its TLS and deployment headings would otherwise take the flags above.
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 pub async fn run(args: AppServerArgs) -> Result<ExitCode> {

@@ -19,8 +19,6 @@ use super::signals::reload_on_hangup;
 
 #[derive(Debug, Args)]
 pub struct EchoServerArgs {
-    #[command(flatten)]
-    pub server: ServerArgs,
     /// Echo datagrams instead of streams: UDP, or Unix datagrams with --unix.
     /// Each datagram goes back whole to its sender. Datagrams from this
     /// server's own port or from ports below 1024 are dropped (echo loops).
@@ -45,6 +43,9 @@ pub struct EchoServerArgs {
         value_parser = whole(0, 10_000_000)
     )]
     pub peer_rate: u64,
+    // Last: its TLS and deployment headings would otherwise take the flags above.
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {

@@ -54,6 +54,7 @@ pub enum Command {
     /// Prints the address it listens on as the first line of stdout; logs go
     /// to stderr. Ctrl-C or SIGTERM stops accepting, answers every request
     /// already received, and exits 0.
+    #[command(after_long_help = server_args::PRODUCTION_HELP)]
     AppServer(app_server::AppServerArgs),
     /// Send one application request and print the response, as the guide's client does.
     ///
@@ -70,6 +71,7 @@ pub enum Command {
     /// Streams over TCP or a Unix socket (--unix), or datagrams (--udp) over
     /// UDP or a Unix datagram socket. Prints the address it listens on as the
     /// first line of stdout.
+    #[command(after_long_help = server_args::PRODUCTION_HELP)]
     EchoServer(echo_server::EchoServerArgs),
     /// Send a message to an echo server and check that the same bytes come back.
     ///
@@ -79,6 +81,7 @@ pub enum Command {
                                 sockets echo-client [OPTIONS] --unix <PATH> [MESSAGE]")]
     EchoClient(echo_client::EchoClientArgs),
     /// The guide's multi-connection server: an echo server for many clients.
+    #[command(after_long_help = server_args::PRODUCTION_HELP)]
     MulticonnServer(echo_server::EchoServerArgs),
     /// Open NUM_CONNECTIONS connections at once; each sends the guide's two
     /// messages and reads every byte back.

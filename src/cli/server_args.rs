@@ -27,6 +27,19 @@ use super::args::{Limit, TlsVersion, parse_limit, parse_mode, parse_port, whole}
 use super::print_line;
 use super::signals::cancel_on_signal;
 
+/// The end of `--help` for every stream server.
+pub const PRODUCTION_HELP: &str = "\
+Running in production:
+  Behind HAProxy:  --proxy-protocol --proxy-from 10.0.1.5  (HAProxy: send-proxy-v2; health checks
+                   with check-send-proxy are served as its own connections). Logs, metrics and
+                   --allow/--deny then see each client's address, not the balancer's.
+  Several instances on one port:  --reuse-port in each; SIGTERM one and the others take over.
+  Metrics:         --metrics 127.0.0.1:9100, then GET /metrics (Prometheus text, or OpenMetrics).
+  Who may connect: --allow 10.0.0.0/8 --deny 10.0.66.0/24 (deny wins).
+  Reload:          SIGHUP re-reads --data and the TLS certificate; a broken file keeps the old one.
+  systemd:         started with socket activation (LISTEN_FDS), serves the sockets it is given.
+  Examples: contrib/haproxy/haproxy.cfg, contrib/systemd/; the README's \"Running in production\".";
+
 #[derive(Debug, Args)]
 pub struct ServerArgs {
     /// Address to listen on: an IP address or name; "" for every IPv4

@@ -248,6 +248,9 @@ async fn within_until<T>(deadline: Option<Instant>, future: impl Future<Output =
 /// A PROXY header at debug level, every TLV with its whole value (tools
 /// that cut values at their first NUL mislead: haproxy#3489).
 fn log_header(header: &ProxyHeader, balancer: &PeerAddr) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     let client = header.client.as_ref().map_or_else(
         || "none (a connection of the balancer's own)".to_owned(),
         ToString::to_string,
