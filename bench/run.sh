@@ -23,9 +23,9 @@ cleanup() {
 trap cleanup EXIT
 
 need() { command -v "$1" >/dev/null 2>&1; }
-if ! need iperf3 || ! need redis-server || ! need redis-benchmark || ! need python3 || ! need taskset || ! need haproxy || ! need openssl; then
-  echo "installing iperf3, redis, python3, haproxy, openssl ..." >&2
-  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 redis-server redis-tools python3 util-linux haproxy openssl >&2
+if ! need iperf3 || ! need redis-server || ! need redis-benchmark || ! need python3 || ! need taskset || ! need haproxy || ! need openssl || ! need valgrind; then
+  echo "installing iperf3, redis, python3, haproxy, openssl, valgrind ..." >&2
+  apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 redis-server redis-tools python3 util-linux haproxy openssl valgrind >&2
 fi
 cargo build --release >&2
 
@@ -46,6 +46,26 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 # cpu_ticks PID: user + system CPU the process has used, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# instructions SERVER_FLAGS BENCH_FLAGS N: instructions an app-server (one
+# thread, under callgrind) executes from start to exit while bench sends N requests.
+instructions() {
+  local out="$WORK/cg.$RANDOM"
+  # shellcheck disable=SC2086 # flags are words
+  valgrind --tool=callgrind --callgrind-out-file="$out.cg" "$S" app-server -q 127.0.0.1 0 --threads 1 $1 > "$out.stdout" 2>/dev/null &
+  local pid=$!
+  for _ in $(seq 400); do [ -s "$out.stdout" ] && break; sleep 0.05; done
+  # shellcheck disable=SC2086
+  "$S" bench app 127.0.0.1 "$(head -1 "$out.stdout" | sed 's/.*://')" $2 -n "$3" -w 60 --json > /dev/null 2>&1 || true
+  kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
+  grep -m1 -E '^(summary|totals):' "$out.cg" | awk '{ print $2 }'
+}
+# instructions_per_request SERVER_FLAGS BENCH_FLAGS: the difference between
+# runs of 20,000 and 60,000 requests, over 40,000: start-up and shutdown cancel out.
+instructions_per_request() {
+  local a b
+  a=$(instructions "$1" "$2" 20000); b=$(instructions "$1" "$2" 60000)
+  python3 -c "print(round(($b - $a) / 40000))"
+}
 # per_request TICKS REQUESTS: microseconds of CPU per request.
 per_request() { python3 -c "print(f'{$1 * 1e6 / $(getconf CLK_TCK) / $2:.2f}')"; }
 
@@ -275,6 +295,23 @@ for load in persistent oneshot; do
       echo "| $load | ${server_flags:-(none)} | ${bench_flags:-(none)} | $rps | $us | $(ratio "$us" "${base[$round]}") |"
     done
   done
+done
+echo
+echo "Instructions the server executes per request (valgrind --tool=callgrind; repeatable to a few"
+echo "instructions, unlike CPU time on this machine). Oneshot: one connection per request."
+echo
+echo "| server flags | bench flags | persistent, -c 8 -P 16 | vs plain | persistent, -c 8 -P 1 | vs plain | oneshot, -c 8 | vs plain |"
+echo "|---|---|---|---|---|---|---|---|"
+declare -A plain_ir=()
+for config in "${configs[@]}"; do
+  IFS='|' read -r name server_flags bench_flags <<< "$config"
+  row="| ${server_flags:-(none)} | ${bench_flags:-(none)}"
+  for load in "-c 8 -P 16" "-c 8 -P 1" "--mode oneshot -c 8"; do
+    ir=$(instructions_per_request "$server_flags" "$load $bench_flags")
+    [ "$name" = plain ] && plain_ir[$load]=$ir
+    row="$row | $ir | $(ratio "$ir" "${plain_ir[$load]}")"
+  done
+  echo "$row |"
 done
 echo
 echo "### HAProxy (PROXY v2) in front of one and two instances"

@@ -279,6 +279,7 @@ impl ServerArgs {
         let shutdown = announce(&shown);
         let metrics_stop = CancellationToken::new();
         if let Some((listener, _)) = metrics {
+            server::metrics::enable();
             tokio::spawn(server::metrics::serve(listener, metrics_stop.clone()));
         }
         Ok(Listening {

@@ -7,12 +7,14 @@
 //! and a scrape sums the blocks. The connection driver counts requests and
 //! bytes in batches, once per write of responses, not once per request.
 //!
+//! Nothing is counted unless metrics are served ([`enable`]).
+//!
 //! The encoding is prometheus-client's, fed by a [`Collector`] that does
 //! the summing. The HTTP side is the least a scraper needs: one request per
 //! connection, `GET /metrics`, bounded in size and time.
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -112,8 +114,19 @@ thread_local! {
     };
 }
 
+/// Whether anything counts: off until a metrics listener is set up, so a
+/// server that exposes no metrics pays one predictable branch per count.
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Turns counting on (a server serving `/metrics` calls it at start).
+pub fn enable() {
+    ENABLED.store(true, Ordering::Relaxed);
+}
+
 fn with_block(count: impl FnOnce(&Block)) {
-    BLOCK.with(|block| count(block));
+    if ENABLED.load(Ordering::Relaxed) {
+        BLOCK.with(|block| count(block));
+    }
 }
 
 /// A connection was accepted.
@@ -503,6 +516,7 @@ mod tests {
     #[test]
     fn counts_from_every_thread_are_summed() {
         let _turn = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        enable();
         set_request_labels(&[("search", "hit"), ("search", "miss")]);
         let before = totals();
         let threads: Vec<_> = (0..3)
@@ -560,6 +574,7 @@ mod tests {
     #[test]
     fn histogram_buckets_are_cumulative_once_and_end_at_the_count() {
         let _turn = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        enable();
         let before = render();
         requests([
             (0, Duration::from_micros(5)),

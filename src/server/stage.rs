@@ -21,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
@@ -37,6 +38,10 @@ use crate::limited;
 use crate::transport::PeerAddr;
 use crate::transport::proxy::{ProxyError, ProxyHeader, Rewind, read_header};
 use crate::transport::tls::{Side, TlsAcceptor, explain, subject_of};
+
+/// The first read for a PROXY header: a v2 header with the usual TLVs, or
+/// any v1 line, and the start of what follows. Longer headers grow the buffer.
+const HEADER_READ: usize = 256;
 
 /// Default time a client has for the stage: its PROXY header and its TLS handshake.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -180,7 +185,14 @@ impl Stage {
                 let why = format!("{balancer} is not in --proxy-from");
                 return Err((CloseReason::ProxyHeader(why), balancer));
             }
-            let (header, after) = match within_until(deadline, read_header(&mut stream)).await {
+            // A balancer sends its header as soon as it connects: it is
+            // usually here already, and then needs no timer.
+            let mut buf = BytesMut::with_capacity(HEADER_READ);
+            let read = match read_header(&mut stream, &mut buf).now_or_never() {
+                Some(read) => Some(read),
+                None => within_until(deadline, read_header(&mut stream, &mut buf)).await,
+            };
+            let (header, after) = match read {
                 None => return Err((CloseReason::ProxyHeader(late()), balancer)),
                 Some(Err(ProxyError::Io(error))) => return Err((CloseReason::Io(error), balancer)),
                 Some(Err(error)) => return Err((CloseReason::ProxyHeader(error.to_string()), balancer)),

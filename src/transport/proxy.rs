@@ -81,26 +81,42 @@ pub enum ProxyError {
 }
 
 /// Reads a PROXY header (v1 or v2, told apart by their first bytes) off
-/// `stream`. Returns it with the bytes read past it, which belong to what
-/// follows. Memory is bounded by the largest header the protocol allows.
+/// `stream`, into `buf`. Returns it with the bytes read past it, which
+/// belong to what follows. Memory is bounded by the largest header the
+/// protocol allows.
+///
+/// # Cancel safety
+/// Cancel safe: what was read stays in `buf`, and a new call with the same
+/// buffer continues from it. (The stage first tries without a deadline, so
+/// a header that has already arrived costs no timer.)
 ///
 /// # Errors
 /// [`ProxyError`]: no header, a malformed one, or the stream ended or failed.
-pub async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(ProxyHeader, Bytes), ProxyError> {
-    let mut buf = BytesMut::with_capacity(256);
+pub async fn read_header<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Result<(ProxyHeader, Bytes), ProxyError> {
     loop {
-        if !could_be_header(&buf) {
+        if !could_be_header(buf) {
             return Err(ProxyError::Missing);
         }
         // ppp judges a v1 line cut just after its final CR as malformed:
         // wait for the whole line (at most 107 bytes) before parsing it.
         let v1_line_pending =
             buf.starts_with(b"PROXY ") && !buf.windows(2).any(|w| w == b"\r\n") && buf.len() <= V1_MAX;
-        let parsed = ppp::HeaderResult::parse(&buf);
-        if !v1_line_pending && parsed.is_complete() {
-            let (header, length) = interpret(parsed)?;
-            let rest = buf.split_off(length).freeze();
-            return Ok((header, rest));
+        if !buf.is_empty() && !v1_line_pending {
+            let parsed = ppp::HeaderResult::parse(buf);
+            if parsed.is_complete() {
+                let (header, length) = interpret(parsed)?;
+                // What followed the header, if anything, without copying it.
+                buf.advance(length);
+                let rest = if buf.is_empty() {
+                    Bytes::new()
+                } else {
+                    std::mem::take(buf).freeze()
+                };
+                return Ok((header, rest));
+            }
         }
         if buf.len() >= MAX_HEADER {
             return Err(ProxyError::Malformed("longer than any header can be".into()));
@@ -108,7 +124,7 @@ pub async fn read_header<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(ProxyH
         if buf.capacity() == buf.len() {
             buf.reserve(buf.len().min(MAX_HEADER - buf.len()).max(256));
         }
-        if stream.read_buf(&mut buf).await? == 0 {
+        if stream.read_buf(buf).await? == 0 {
             return Err(if buf.is_empty() {
                 ProxyError::Missing
             } else {
@@ -294,7 +310,7 @@ mod tests {
 
     async fn read_from(bytes: &[u8]) -> Result<(ProxyHeader, Bytes), ProxyError> {
         let mut stream = bytes;
-        read_header(&mut stream).await
+        read_header(&mut stream, &mut BytesMut::new()).await
     }
 
     #[tokio::test]
@@ -382,7 +398,7 @@ mod tests {
             }
             client
         });
-        let (header, rest) = read_header(&mut server).await.unwrap();
+        let (header, rest) = read_header(&mut server, &mut BytesMut::new()).await.unwrap();
         assert_eq!(header.client, Some(PeerAddr::Tcp("10.1.2.3:1111".parse().unwrap())));
         let mut rewound = Rewind::new(rest, server);
         let mut next = [0u8; 4];
