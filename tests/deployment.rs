@@ -663,3 +663,35 @@ fn the_shipped_haproxy_config_is_valid() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[tokio::test]
+async fn while_draining_health_checks_fail_and_clients_are_served() {
+    let mut server = app_server(&["--proxy-protocol", "--drain-delay", "2"]);
+    let check = || async {
+        // HAProxy's health check with check-send-proxy: a v2 LOCAL header, then a request.
+        let mut bytes = encode_header(ProxyVersion::V2, None);
+        bytes.extend(search("health-check"));
+        answer_in(&exchange(common::connect(server.addr()).await, &bytes).await)
+    };
+    let client = || async {
+        let mut bytes = encode_header(
+            ProxyVersion::V2,
+            Some(("192.0.2.1:1000".parse().unwrap(), "127.0.0.1:1".parse().unwrap())),
+        );
+        bytes.extend(search("morpheus"));
+        answer_in(&exchange(common::connect(server.addr()).await, &bytes).await)
+    };
+    assert_eq!(check().await.as_deref(), Some("No match for 'health-check'."));
+    server.terminate();
+    server.wait_for_log("draining for 2s");
+    let started = Instant::now();
+    assert_eq!(check().await, None, "a health check passed while draining");
+    assert_eq!(client().await.as_deref(), Some("Follow the white rabbit. 🐰"));
+    server.wait_for_log("(draining: the balancer's health check fails until the server stops)");
+    assert!(server.wait_exit().success());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "stopped before the drain delay"
+    );
+    server.wait_for_log("Drained for 2s; shutting down gracefully");
+}

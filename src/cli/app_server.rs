@@ -71,7 +71,7 @@ pub async fn run(args: AppServerArgs) -> Result<ExitCode> {
     let config = args
         .server
         .config(args.request_timeout, args.max_buffered_bytes as usize)?;
-    let listening = args.server.listen().await?;
+    let listening = args.server.listen(&config).await?;
     let handler = AppHandler {
         table: Arc::new(ArcSwap::from_pointee(table)),
         max_content_len: args.max_content_length as usize,

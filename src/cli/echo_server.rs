@@ -51,7 +51,7 @@ pub struct EchoServerArgs {
 pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {
     if !args.udp {
         let config = args.server.stream_config()?;
-        let listening = args.server.listen().await?;
+        let listening = args.server.listen(&config).await?;
         reload_on_hangup(args.server.tls_reloader(&config.stage).into_iter().collect());
         args.server.serve(listening, config, EchoHandler).await;
         return Ok(ExitCode::SUCCESS);
@@ -62,13 +62,13 @@ pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {
     match args.server.listen_addr() {
         ListenAddr::Unix { path, options } => {
             let bound = BoundUnixDatagram::bind(&path, options)?;
-            let shutdown = announce(&[format!("unix:{}", bound.path().display())]);
+            let shutdown = announce(&[format!("unix:{}", bound.path().display())], None);
             datagram::serve(&bound.socket, config, shutdown).await?;
         }
         ListenAddr::Tcp { host, port } => {
             let socket = bind_udp(&host, port).await?;
             let addr = transport::canonical(socket.local_addr().context("reading the bound address")?);
-            let shutdown = announce(&[addr.to_string()]);
+            let shutdown = announce(&[addr.to_string()], None);
             datagram::serve(&socket, config, shutdown).await?;
         }
     }

@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 
 use super::args::{Limit, TlsVersion, parse_limit, parse_mode, parse_port, whole};
 use super::print_line;
-use super::signals::cancel_on_signal;
+use super::signals::{Drain, cancel_on_signal};
 
 /// The end of `--help` for every stream server.
 pub const PRODUCTION_HELP: &str = "\
@@ -33,6 +33,7 @@ Running in production:
   Behind HAProxy:  --proxy-protocol --proxy-from 10.0.1.5  (HAProxy: send-proxy-v2; health checks
                    with check-send-proxy are served as its own connections). Logs, metrics and
                    --allow/--deny then see each client's address, not the balancer's.
+                   --drain-delay 5: on SIGTERM, fail its health checks for 5 s before closing.
   Several instances on one port:  --reuse-port in each; SIGTERM one and the others take over.
   Metrics:         --metrics 127.0.0.1:9100, then GET /metrics (Prometheus text, or OpenMetrics).
   Who may connect: --allow 10.0.0.0/8 --deny 10.0.66.0/24 (deny wins).
@@ -165,6 +166,12 @@ pub struct DeploymentArgs {
         allow_negative_numbers = true
     )]
     pub handshake_timeout: Limit,
+    /// On SIGTERM, keep serving for this long before closing the listeners,
+    /// failing the balancer's health checks (PROXY LOCAL connections) so it
+    /// stops sending clients first; a little more than the balancer's
+    /// fall × inter (0 = close at once).
+    #[arg(long, value_name = "SECONDS", default_value = "0", value_parser = parse_limit, allow_negative_numbers = true, requires = "proxy_protocol")]
+    pub drain_delay: Limit,
 }
 
 impl ServerArgs {
@@ -243,7 +250,7 @@ impl ServerArgs {
     /// Binds the stream listeners (or takes those a service manager
     /// passed), binds the metrics listener, announces both, and arranges
     /// for Ctrl-C/SIGTERM to cancel the returned token.
-    pub async fn listen(&self) -> Result<Listening> {
+    pub async fn listen(&self, config: &ServerConfig) -> Result<Listening> {
         raise_open_file_limit();
         let listeners = match passed_listeners()? {
             Some(listeners) => {
@@ -276,7 +283,11 @@ impl ServerArgs {
         if let Some((_, url)) = &metrics {
             shown.push(format!("metrics: {url}"));
         }
-        let shutdown = announce(&shown);
+        let drain = self.deployment.drain_delay.0.map(|delay| Drain {
+            delay,
+            started: config.stage.draining.clone(),
+        });
+        let shutdown = announce(&shown, drain);
         let metrics_stop = CancellationToken::new();
         if let Some((listener, _)) = metrics {
             server::metrics::enable();
@@ -376,10 +387,10 @@ fn num_cpus() -> usize {
 /// A closed stdout (`sockets app-server | true`) does not stop the server:
 /// the address is a courtesy to scripts, the server's job is to serve. The
 /// failure is logged, and the address is in the log line too.
-pub fn announce(shown: &[String]) -> CancellationToken {
+pub fn announce(shown: &[String], drain: Option<Drain>) -> CancellationToken {
     // Signals first: whoever reads the address may send SIGTERM at once.
     let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone());
+    cancel_on_signal(shutdown.clone(), drain);
     if let Err(error) = print_line(&shown.join("\n")) {
         warn!("Could not print the address on stdout ({error:#}); serving anyway");
     }

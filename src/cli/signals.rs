@@ -2,21 +2,53 @@
 //! at once. SIGHUP reloads what can be reloaded. Here, not in the library,
 //! because only the binary may exit.
 
+use std::time::Duration;
+
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Cancels `token` on the first SIGINT or SIGTERM; exits with status 130 on
-/// the second. The handlers are in place when this returns, so a signal
-/// sent right after the server announced its address is not lost.
-pub fn cancel_on_signal(token: CancellationToken) {
+/// `--drain-delay`: how long to keep serving after the first signal, and
+/// the token that says draining has begun.
+pub struct Drain {
+    pub delay: Duration,
+    pub started: CancellationToken,
+}
+
+/// Cancels `token` on the first SIGINT or SIGTERM (after draining for
+/// `drain`'s delay, when given); exits with status 130 on the second. The
+/// handlers are in place when this returns, so a signal sent right after
+/// the server announced its address is not lost.
+pub fn cancel_on_signal(token: CancellationToken, drain: Option<Drain>) {
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
     tokio::spawn(async move {
         let first = next_signal(&mut term, &mut int).await;
-        info!("Received {first}; shutting down gracefully (send it again to exit at once)");
-        token.cancel();
-        let second = next_signal(&mut term, &mut int).await;
+        let second = match drain {
+            Some(drain) => {
+                let delay = sockets::display_duration(drain.delay);
+                info!("Received {first}; draining for {delay} (the balancer's health checks fail meanwhile)");
+                drain.started.cancel();
+                tokio::select! {
+                    () = tokio::time::sleep(drain.delay) => {
+                        info!("Drained for {delay}; shutting down gracefully (send {first} again to exit at once)");
+                        None
+                    }
+                    second = next_signal(&mut term, &mut int) => Some(second),
+                }
+            }
+            None => {
+                info!("Received {first}; shutting down gracefully (send it again to exit at once)");
+                None
+            }
+        };
+        if second.is_none() {
+            token.cancel();
+        }
+        let second = match second {
+            Some(second) => second,
+            None => next_signal(&mut term, &mut int).await,
+        };
         warn!("Received {second} again; exiting now");
         std::process::exit(130);
     });

@@ -61,7 +61,7 @@ impl CloseReason {
             CloseReason::WriteStalled(_) => 4,
             CloseReason::BadFrame(_) => 5,
             CloseReason::OverBudget(_) => 6,
-            CloseReason::Shutdown => 7,
+            CloseReason::Shutdown | CloseReason::Draining => 7,
             CloseReason::Io(_) => 8,
             CloseReason::TlsHandshake(_) => 9,
             CloseReason::ProxyHeader(_) => 10,

@@ -162,6 +162,8 @@ pub enum CloseReason {
     ProxyHeader(String),
     /// `--allow`/`--deny` refused the peer.
     Denied,
+    /// The server is draining: a balancer's health check is failed on purpose.
+    Draining,
     /// The connection failed (reset, broken pipe, ...).
     Io(std::io::Error),
 }
@@ -190,6 +192,7 @@ impl fmt::Display for CloseReason {
             CloseReason::TlsHandshake(why) => write!(f, "TLS handshake failed: {}", Escaped::str(why)),
             CloseReason::ProxyHeader(why) => write!(f, "PROXY header refused: {}", Escaped::str(why)),
             CloseReason::Denied => f.write_str("denied by --allow/--deny"),
+            CloseReason::Draining => f.write_str("draining: the balancer's health check fails until the server stops"),
             CloseReason::Io(error) => write!(f, "connection error: {error}"),
         }
     }

@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_util::either::Either;
+use tokio_util::sync::CancellationToken;
 
 use super::access::{AccessList, AddressRange};
 use super::log_limit::CONNECTION_LINES;
@@ -83,6 +84,11 @@ pub struct Stage {
     pub tls: Arc<ArcSwapOption<TlsAcceptor>>,
     /// Longest the PROXY header and TLS handshake may take; `None`: no limit.
     pub handshake_timeout: Option<Duration>,
+    /// Cancelled when the server starts draining before it stops: from
+    /// then on the balancer's own connections (its health checks: PROXY v2
+    /// `LOCAL`, v1 `UNKNOWN`) are closed at once, so the balancer marks
+    /// this server down and stops sending clients before the listener closes.
+    pub draining: CancellationToken,
 }
 
 impl fmt::Debug for Stage {
@@ -92,6 +98,7 @@ impl fmt::Debug for Stage {
             .field("access", &self.access)
             .field("tls", &self.tls.load().is_some())
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("draining", &self.draining.is_cancelled())
             .finish()
     }
 }
@@ -200,6 +207,9 @@ impl Stage {
             };
             log_header(&header, &balancer);
             let own = header.client.is_none();
+            if own && self.draining.is_cancelled() {
+                return Err((CloseReason::Draining, balancer));
+            }
             if let Some(client) = header.client {
                 identity.addr = client;
             }

@@ -36,7 +36,7 @@ start_server() {
   local n=$1
   # Not through ns_exec: $! must be the server itself, to signal it.
   ip netns exec "$(ns_name "server$n")" "$sockets" app-server "10.231.$n.2" "$port" \
-    --proxy-protocol --proxy-from "10.231.$n.1" \
+    --proxy-protocol --proxy-from "10.231.$n.1" --drain-delay 1 \
     --metrics "10.231.$n.2:9100" -v \
     >"$work/server$n.out" 2>>"$work/server$n.log" &
   server_pid[$n]=$!
@@ -119,6 +119,10 @@ bench rolling --mode oneshot -c 8 -d 4 &
 bench_pid=$!
 sleep 1.5
 kill -TERM "${server_pid[2]}"
+# --drain-delay 1: server 2 fails HAProxy's checks for a second (fall 2 ×
+# inter 200ms), so HAProxy stops sending it clients before it closes its
+# listener: no connection lands in a queue that is about to close.
+wait_for "server 2 drains: HAProxy marks it down" grep -q "servers/s2 is DOWN" "$work/haproxy.log"
 wait_for "server 2 exits" bash -c "! kill -0 ${server_pid[2]} 2>/dev/null"
 check "server 2 stopped gracefully (exit status 0)" wait "${server_pid[2]}"
 before3=$(hits 3)
@@ -127,7 +131,7 @@ json_is "$work/rolling.json" 'r["requests"] > 0 and sum(r["errors"].values()) ==
   "load while server 2 stopped: $(json_get "$work/rolling.json" 'r["requests"]') requests, no error, none unanswered"
 after3=$(hits 3)
 check "the others kept serving (server 3: $((after3 - before3)) more after server 2 stopped)" [ "$after3" -gt "$before3" ]
-wait_for "HAProxy marks server 2 down" grep -q "servers/s2 is DOWN" "$work/haproxy.log"
+check "server 2 logged its drain" grep -q "draining for 1s" "$work/server2.log"
 
 # 3. Restarted, it comes back into rotation.
 start_server 2

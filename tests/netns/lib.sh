@@ -27,9 +27,12 @@ cleanup() {
   local status=$?
   # Everything still running on our hosts, tracked or not.
   for ns in "${namespaces[@]}"; do pids+=($(ip netns pids "$ns" 2>/dev/null)); done
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  sleep 0.2
-  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  # A second SIGTERM makes a sockets server exit at once, drain or not.
+  for signal in TERM TERM KILL; do
+    for pid in "${pids[@]}"; do kill -"$signal" "$pid" 2>/dev/null || true; done
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
   if [ "$status" -ne 0 ]; then
     echo "--- logs in $work (kept):" >&2
