@@ -189,7 +189,8 @@ async fn v2_local_over_a_unix_socket_is_served_as_a_direct_connection() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.sock");
     let path = path.to_str().unwrap();
-    let server = ServerProcess::start(&["app-server", "--unix", path, "--proxy-protocol"]);
+    // -v: the balancer's own connections are logged at debug level.
+    let server = ServerProcess::start(&["app-server", "--unix", path, "--proxy-protocol", "-v"]);
     for version in ["v1", "v2"] {
         let output = run_cli(&[
             "app-client",
@@ -666,7 +667,7 @@ fn the_shipped_haproxy_config_is_valid() {
 
 #[tokio::test]
 async fn while_draining_health_checks_fail_and_clients_are_served() {
-    let mut server = app_server(&["--proxy-protocol", "--drain-delay", "2"]);
+    let mut server = app_server(&["--proxy-protocol", "--drain-delay", "2", "-v"]);
     let check = || async {
         // HAProxy's health check with check-send-proxy: a v2 LOCAL header, then a request.
         let mut bytes = encode_header(ProxyVersion::V2, None);
@@ -694,4 +695,108 @@ async fn while_draining_health_checks_fail_and_clients_are_served() {
         "stopped before the drain delay"
     );
     server.wait_for_log("Drained for 2s; shutting down gracefully");
+}
+
+#[tokio::test]
+async fn the_balancers_own_connections_pass_allow_and_are_counted_apart() {
+    let server = app_server(&[
+        "--proxy-protocol",
+        "--proxy-from",
+        "127.0.0.1",
+        "--allow",
+        "192.0.2.0/24",
+        "--metrics",
+        "127.0.0.1:0",
+    ]);
+    let url = server.metrics_url();
+    let before = samples(&scrape(&url));
+    let send = |header: Vec<u8>| async {
+        let mut bytes = header;
+        bytes.extend(search("morpheus"));
+        answer_in(&exchange(common::connect(server.addr()).await, &bytes).await)
+    };
+    let to = "127.0.0.1:1".parse().unwrap();
+    // A health check (v2 LOCAL) from the trusted balancer, outside --allow: served.
+    assert!(send(encode_header(ProxyVersion::V2, None)).await.is_some());
+    assert!(send(b"PROXY UNKNOWN\r\n".to_vec()).await.is_some());
+    // Clients: inside --allow served, outside refused.
+    let client = |from: &str| encode_header(ProxyVersion::V2, Some((from.parse().unwrap(), to)));
+    assert!(send(client("192.0.2.1:1000")).await.is_some());
+    assert!(send(client("198.51.100.1:1000")).await.is_none());
+    // A client named by a Unix address has no address --allow could list.
+    let unix_client = ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+        ppp::v2::Protocol::Stream,
+        ppp::v2::Addresses::Unix(ppp::v2::Unix::new([b'x'; 108], [b'y'; 108])),
+    )
+    .build()
+    .unwrap();
+    assert!(send(unix_client).await.is_none());
+    let denied = "sockets_connections_closed_total{reason=\"denied\"}";
+    let after = scrape_until(&url, &before, denied, 2.0);
+    assert_eq!(moved(&before, &after, denied), 2.0);
+    assert_eq!(moved(&before, &after, "sockets_balancer_connections_total"), 2.0);
+    assert_eq!(
+        moved(
+            &before,
+            &after,
+            "sockets_connections_closed_total{reason=\"client_closed\"}"
+        ),
+        1.0,
+        "only the one client served closes as a client"
+    );
+    // A query string is ignored; something that is not HTTP is a 400.
+    assert!(scrape(&format!("{url}?name[]=x")).contains("sockets_balancer_connections_total"));
+    let mut raw = common::connect(
+        url.trim_start_matches("http://")
+            .trim_end_matches("/metrics")
+            .parse()
+            .unwrap(),
+    )
+    .await;
+    common::send(&mut raw, b"\x16\x03\x01 hello\r\n\r\n").await;
+    let reply = common::read_to_end(&mut raw).await;
+    assert!(
+        reply.starts_with(b"HTTP/1.1 400 "),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+}
+
+#[test]
+fn deployment_flags_that_cannot_work_are_refused() {
+    common::run_fails(
+        &["app-server", "--unix", "/tmp/x.sock", "--allow", "10.0.0.0/8"],
+        2,
+        "cannot be used with",
+    );
+    common::run_fails(
+        &[
+            "app-server",
+            "--unix",
+            "/tmp/x.sock",
+            "--proxy-protocol",
+            "--proxy-from",
+            "10.0.0.5",
+        ],
+        2,
+        "cannot be used with",
+    );
+    common::run_fails(
+        &["app-server", "--reuse-port", "--unix", "/tmp/x.sock"],
+        2,
+        "cannot be used with",
+    );
+    common::run_fails(&["app-server", "--drain-delay", "5"], 2, "--proxy-protocol");
+    common::run_fails(&["app-server", "--allow", "ten"], 2, "'ten' is not an address range");
+    common::run_fails(
+        &["app-server", "127.0.0.1", "0", "--metrics", "127.0.0.1:99999"],
+        1,
+        "99999",
+    );
+    common::run_fails(
+        &["app-server", "127.0.0.1", "0", "--metrics", "nonsense"],
+        1,
+        "expected HOST:PORT",
+    );
 }

@@ -31,6 +31,18 @@ fn udp_echo_serves_many_peers() {
 }
 
 #[test]
+fn sighup_does_not_stop_a_datagram_server() {
+    let server = start_echo_server(&["--udp"]);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(server.pid() as libc::pid_t, libc::SIGHUP) };
+    server.wait_for_log("Received SIGHUP; nothing to reload");
+    assert_eq!(
+        run_ok(&["echo-client", "--udp", "127.0.0.1", &server.port(), "still here"]),
+        "Received b'still here'\n"
+    );
+}
+
+#[test]
 fn udp_client_retries_a_silent_peer_then_gives_up() {
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port().to_string();

@@ -89,6 +89,9 @@ pub struct AppOutcome {
     /// Requests sent again because the server closed their connection
     /// cleanly before answering them (a server stopping gracefully).
     pub retried: u64,
+    /// Requests the probe sent on its own connection before the run (not
+    /// in `completed`): a server's counters see them too.
+    pub probe_requests: u64,
     /// Bytes sent and received.
     pub bytes: u64,
     pub elapsed: Duration,
@@ -290,7 +293,7 @@ pub async fn run(config: AppBench, counters: Arc<Counters>, stop: CancellationTo
     // The probe is bounded as a whole (a trickling server resets every
     // per-read limit) and stops at Ctrl-C like the run.
     let limit = config.connector.timeout();
-    tokio::select! {
+    let probe_requests = tokio::select! {
         probed = within(limit, probe(&config, &request)) => match probed {
             Some(result) => result?,
             None => {
@@ -301,7 +304,7 @@ pub async fn run(config: AppBench, counters: Arc<Counters>, stop: CancellationTo
             }
         },
         () = stop.cancelled() => return Err(BenchError::Interrupted),
-    }
+    };
     let started = Instant::now();
     let workers = config.connections.max(1);
     let interval = config.rate.map(|rate| Duration::from_secs_f64(workers as f64 / rate));
@@ -339,6 +342,7 @@ pub async fn run(config: AppBench, counters: Arc<Counters>, stop: CancellationTo
         completed: total.completed,
         unanswered: total.unanswered,
         retried: total.retried,
+        probe_requests,
         bytes: total.bytes,
         elapsed: started.elapsed(),
         first_wrong: total.first_wrong,
@@ -350,8 +354,9 @@ pub async fn run(config: AppBench, counters: Arc<Counters>, stop: CancellationTo
 /// Checks the server can be reached before the run starts. For persistent
 /// load it sends two requests at once: a server that answers one and closes
 /// (the guide's) is told apart from one that keeps connections, so the user
-/// hears "use --mode oneshot" instead of thousands of resets.
-async fn probe(config: &AppBench, request: &[u8]) -> Result<(), BenchError> {
+/// hears "use --mode oneshot" instead of thousands of resets. Returns the
+/// requests it sent, which the report shows apart from the run's.
+async fn probe(config: &AppBench, request: &[u8]) -> Result<u64, BenchError> {
     let endpoint = config.connector.endpoint();
     let fail = |reason: String| BenchError::Probe {
         endpoint: endpoint.clone(),
@@ -375,7 +380,7 @@ async fn probe(config: &AppBench, request: &[u8]) -> Result<(), BenchError> {
             Ok(Some(_)) => {
                 answered += 1;
                 if answered == 1 + usize::from(twice) {
-                    return Ok(());
+                    return Ok(answered as u64);
                 }
                 continue;
             }

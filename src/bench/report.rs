@@ -82,6 +82,10 @@ pub struct Report {
     /// Requests sent again on a new connection because the server closed
     /// theirs cleanly before answering (a server stopping gracefully; app only).
     pub retried: Option<u64>,
+    /// Requests sent on one connection before the run to check the server
+    /// (app only; not counted in `requests`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_requests: Option<u64>,
     pub errors: ErrorTable,
     /// The run was ended early (Ctrl-C); the figures cover what was measured.
     pub interrupted: bool,
@@ -181,6 +185,12 @@ impl fmt::Display for Report {
         if let Some(unanswered) = self.unanswered.filter(|n| *n > 0) {
             writeln!(f, "unanswered  {unanswered} requests sent on connections that failed")?;
         }
+        if let Some(probe) = self.probe_requests {
+            writeln!(
+                f,
+                "probe       {probe} request(s) on one connection before the run, not counted above"
+            )?;
+        }
         if let Some(retried) = self.retried.filter(|n| *n > 0) {
             writeln!(
                 f,
@@ -237,6 +247,7 @@ mod tests {
             latency_uncorrected_us: LatencySummary::of(&histogram),
             unanswered: Some(3),
             retried: Some(2),
+            probe_requests: Some(2),
             errors: ErrorTable(errors),
             interrupted: true,
             tls_handshakes: Some(HandshakeReport {
@@ -254,6 +265,7 @@ mod tests {
         assert!(text.contains("uncorrected min "), "{text}");
         assert!(text.contains("unanswered  3 requests"), "{text}");
         assert!(text.contains("retried     2 requests"), "{text}");
+        assert!(text.contains("probe       2 request(s) on one connection"), "{text}");
         assert!(text.contains("interrupted the run was stopped early"), "{text}");
         assert!(
             text.contains("handshakes  10 full, 990 resumed, 500 TLS handshakes/s"),

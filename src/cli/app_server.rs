@@ -17,8 +17,7 @@ use sockets::server::budget::DEFAULT_MAX_BUFFERED_BYTES;
 use sockets::server::{DEFAULT_REQUEST_TIMEOUT, metrics};
 
 use super::args::{Limit, content_length, parse_limit, whole};
-use super::server_args::{Reloader, ServerArgs};
-use super::signals::reload_on_hangup;
+use super::server_args::{Reload, Reloader, ServerArgs};
 
 #[derive(Debug, Args)]
 pub struct AppServerArgs {
@@ -85,9 +84,12 @@ pub async fn run(args: AppServerArgs) -> Result<ExitCode> {
             Err(error) => warn!("Kept the search table in use: {error:#}"),
         }));
     }
-    reload_on_hangup(reloaders);
+    let reload = Reload {
+        reloaders,
+        reloadable: "--data and --tls-cert",
+    };
     metrics::set_request_labels(&REQUEST_LABELS);
-    args.server.serve(listening, config, handler).await;
+    args.server.serve(listening, config, handler, reload).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -260,6 +260,7 @@ async fn run_app(args: BenchAppArgs, stop: CancellationToken) -> Result<Report> 
         latency_uncorrected_us: outcome.latency_uncorrected.as_ref().and_then(LatencySummary::of),
         unanswered: Some(outcome.unanswered),
         retried: Some(outcome.retried),
+        probe_requests: Some(outcome.probe_requests),
         errors: ErrorTable(outcome.errors),
         interrupted: outcome.interrupted,
         tls_handshakes: is_tls.then(|| HandshakeReport {
@@ -311,6 +312,7 @@ async fn run_echo(args: BenchEchoArgs, stop: CancellationToken) -> Result<Report
         latency_uncorrected_us: None,
         unanswered: None,
         retried: None,
+        probe_requests: None,
         errors: ErrorTable(outcome.errors),
         interrupted: outcome.interrupted,
         tls_handshakes: None,

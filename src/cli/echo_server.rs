@@ -13,8 +13,9 @@ use sockets::transport::listen::bind_udp;
 use sockets::transport::unix::BoundUnixDatagram;
 use sockets::transport::{self, ListenAddr};
 
+use super::UsageError;
 use super::args::whole;
-use super::server_args::{ServerArgs, announce};
+use super::server_args::{Reload, ServerArgs, announce, passed_sockets_given};
 use super::signals::reload_on_hangup;
 
 #[derive(Debug, Args)]
@@ -52,9 +53,18 @@ pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {
     if !args.udp {
         let config = args.server.stream_config()?;
         let listening = args.server.listen(&config).await?;
-        reload_on_hangup(args.server.tls_reloader(&config.stage).into_iter().collect());
-        args.server.serve(listening, config, EchoHandler).await;
+        let reload = Reload {
+            reloaders: args.server.tls_reloader(&config.stage).into_iter().collect(),
+            reloadable: "--tls-cert",
+        };
+        args.server.serve(listening, config, EchoHandler, reload).await;
         return Ok(ExitCode::SUCCESS);
+    }
+    if passed_sockets_given() {
+        return Err(UsageError(
+            "--udp serves datagrams, and the service manager passed sockets that this server takes as stream listeners; run it without socket activation".into(),
+        )
+        .into());
     }
     let config = DatagramConfig {
         peer_rate: (args.peer_rate > 0).then_some(args.peer_rate as u32),
@@ -62,13 +72,16 @@ pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {
     match args.server.listen_addr() {
         ListenAddr::Unix { path, options } => {
             let bound = BoundUnixDatagram::bind(&path, options)?;
-            let shutdown = announce(&[format!("unix:{}", bound.path().display())], None);
+            let (shutdown, hangup) = announce(&[format!("unix:{}", bound.path().display())], None);
+            // Nothing to reload, but SIGHUP must not end the server.
+            reload_on_hangup(hangup, Vec::new(), "nothing for --udp");
             datagram::serve(&bound.socket, config, shutdown).await?;
         }
         ListenAddr::Tcp { host, port } => {
             let socket = bind_udp(&host, port).await?;
             let addr = transport::canonical(socket.local_addr().context("reading the bound address")?);
-            let shutdown = announce(&[addr.to_string()], None);
+            let (shutdown, hangup) = announce(&[addr.to_string()], None);
+            reload_on_hangup(hangup, Vec::new(), "nothing for --udp");
             datagram::serve(&socket, config, shutdown).await?;
         }
     }

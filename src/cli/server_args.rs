@@ -25,7 +25,8 @@ use tokio::net::TcpListener;
 
 use super::args::{Limit, TlsVersion, parse_limit, parse_mode, parse_port, whole};
 use super::print_line;
-use super::signals::{Drain, cancel_on_signal};
+use super::signals::{Drain, cancel_on_signal, catch_hangup, reload_on_hangup};
+use tokio::signal::unix::Signal;
 
 /// The end of `--help` for every stream server.
 pub const PRODUCTION_HELP: &str = "\
@@ -35,7 +36,7 @@ Running in production:
                    --allow/--deny then see each client's address, not the balancer's.
                    --drain-delay 5: on SIGTERM, fail its health checks for 5 s before closing.
   Several instances on one port:  --reuse-port in each; SIGTERM one and the others take over.
-  Metrics:         --metrics 127.0.0.1:9100, then GET /metrics (Prometheus text, or OpenMetrics).
+  Metrics:         --metrics 127.0.0.1:9464, then GET /metrics (Prometheus text, or OpenMetrics).
   Who may connect: --allow 10.0.0.0/8 --deny 10.0.66.0/24 (deny wins).
   Reload:          SIGHUP re-reads --data and the TLS certificate; a broken file keeps the old one.
   systemd:         started with socket activation (LISTEN_FDS), serves the sockets it is given.
@@ -137,17 +138,20 @@ pub struct DeploymentArgs {
     pub proxy_protocol: bool,
     /// Accept PROXY headers only from this address or range (repeatable;
     /// e.g. the balancer's 10.0.0.5 or 10.0.0.0/24). Without it any source
-    /// may claim any client address.
-    #[arg(long, value_name = "CIDR", requires = "proxy_protocol")]
+    /// may claim any client address. (On a Unix socket, the file's
+    /// permissions decide who may connect.)
+    #[arg(long, value_name = "CIDR", requires = "proxy_protocol", conflicts_with = "unix")]
     pub proxy_from: Vec<AddressRange>,
-    /// Accept clients only from this address or range (repeatable).
-    #[arg(long, value_name = "CIDR")]
+    /// Accept clients only from this address or range (repeatable); the
+    /// balancer's own connections (health checks) are not clients.
+    #[arg(long, value_name = "CIDR", conflicts_with = "unix")]
     pub allow: Vec<AddressRange>,
     /// Refuse clients from this address or range (repeatable; wins over --allow).
-    #[arg(long, value_name = "CIDR")]
+    #[arg(long, value_name = "CIDR", conflicts_with = "unix")]
     pub deny: Vec<AddressRange>,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks
-    /// one, printed on stdout's second line).
+    /// one; the URL is printed on stdout after the listening address, as
+    /// `metrics: URL`).
     #[arg(long, value_name = "HOST:PORT")]
     pub metrics: Option<String>,
     /// Share the port with other processes (SO_REUSEPORT): the kernel
@@ -273,6 +277,16 @@ impl ServerArgs {
             Some(addr) => Some(bind_metrics(addr).await?),
             None => None,
         };
+        if !self.deployment.allow.is_empty() {
+            for listener in &listeners {
+                if let Listener::Unix(unix) = listener {
+                    warn!(
+                        "--allow admits only the addresses it lists: clients of unix:{} have none and are refused",
+                        unix.path().display()
+                    );
+                }
+            }
+        }
         let mut shown = Vec::new();
         for listener in &listeners {
             let address = listener.shown().context("reading the bound address")?;
@@ -287,7 +301,7 @@ impl ServerArgs {
             delay,
             started: config.stage.draining.clone(),
         });
-        let shutdown = announce(&shown, drain);
+        let (shutdown, hangup) = announce(&shown, drain);
         let metrics_stop = CancellationToken::new();
         if let Some((listener, _)) = metrics {
             server::metrics::enable();
@@ -296,12 +310,22 @@ impl ServerArgs {
         Ok(Listening {
             listeners,
             shutdown,
+            hangup,
             metrics_stop,
         })
     }
 
-    /// Serves `handler` on the listeners with `config` until shutdown completes.
-    pub async fn serve<H: ConnectionHandler>(&self, listening: Listening, config: ServerConfig, handler: H) {
+    /// Serves `handler` on the listeners with `config` until shutdown
+    /// completes, running `reload` on each SIGHUP (`reloadable` names what
+    /// it reloads, for the log when it is empty).
+    pub async fn serve<H: ConnectionHandler>(
+        &self,
+        listening: Listening,
+        config: ServerConfig,
+        handler: H,
+        reload: Reload,
+    ) {
+        reload_on_hangup(listening.hangup, reload.reloaders, reload.reloadable);
         server::metrics::watch_budget(&config.input_budget);
         server::run(listening.listeners, config, Arc::new(handler), listening.shutdown).await;
         listening.metrics_stop.cancel();
@@ -330,11 +354,20 @@ impl ServerArgs {
 pub struct Listening {
     pub listeners: Vec<Listener>,
     pub shutdown: CancellationToken,
+    /// SIGHUP, caught since before the announcement.
+    pub hangup: Signal,
     metrics_stop: CancellationToken,
 }
 
 /// Something SIGHUP re-reads.
 pub type Reloader = Box<dyn Fn() + Send + Sync>;
+
+/// What a server reloads on SIGHUP.
+pub struct Reload {
+    pub reloaders: Vec<Reloader>,
+    /// The flags whose files are reloaded, for the log: `--data and --tls-cert`.
+    pub reloadable: &'static str,
+}
 
 /// Sockets a service manager passed (see [`remember_passed_sockets`]).
 static PASSED: Mutex<Option<Result<Vec<OwnedFd>, ActivationError>>> = Mutex::new(None);
@@ -344,6 +377,11 @@ static PASSED: Mutex<Option<Result<Vec<OwnedFd>, ActivationError>>> = Mutex::new
 pub fn remember_passed_sockets() {
     let passed = activation::take_passed_fds();
     *PASSED.lock().unwrap_or_else(PoisonError::into_inner) = Some(passed);
+}
+
+/// Whether a service manager passed sockets.
+pub fn passed_sockets_given() -> bool {
+    matches!(&*PASSED.lock().unwrap_or_else(PoisonError::into_inner), Some(Ok(fds)) if !fds.is_empty())
 }
 
 /// The passed sockets as listeners; `None` when none were passed.
@@ -368,8 +406,8 @@ fn passed_listeners() -> Result<Option<Vec<Listener>>> {
 async fn bind_metrics(addr: &str) -> Result<(TcpListener, String)> {
     let (host, port) = addr
         .rsplit_once(':')
-        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
-        .ok_or_else(|| anyhow::anyhow!("--metrics {addr:?}: expected HOST:PORT, like 127.0.0.1:9100 or [::1]:9100"))?;
+        .ok_or_else(|| anyhow::anyhow!("--metrics {addr:?}: expected HOST:PORT, like 127.0.0.1:9464 or [::1]:9464"))?;
+    let port = parse_port(port).map_err(|why| anyhow::anyhow!("--metrics {addr:?}: {why}"))?;
     let listener = bind_tcp(host, port, ListenOptions::default())
         .await
         .context("--metrics")?;
@@ -387,15 +425,16 @@ fn num_cpus() -> usize {
 /// A closed stdout (`sockets app-server | true`) does not stop the server:
 /// the address is a courtesy to scripts, the server's job is to serve. The
 /// failure is logged, and the address is in the log line too.
-pub fn announce(shown: &[String], drain: Option<Drain>) -> CancellationToken {
-    // Signals first: whoever reads the address may send SIGTERM at once.
+pub fn announce(shown: &[String], drain: Option<Drain>) -> (CancellationToken, Signal) {
+    // Signals first: whoever reads the address may send SIGTERM (or SIGHUP) at once.
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone(), drain);
+    let hangup = catch_hangup();
     if let Err(error) = print_line(&shown.join("\n")) {
         warn!("Could not print the address on stdout ({error:#}); serving anyway");
     }
     info!("Listening on {}", shown.join(", "));
-    shutdown
+    (shutdown, hangup)
 }
 
 fn raise_open_file_limit() {

@@ -50,20 +50,27 @@ pub fn cancel_on_signal(token: CancellationToken, drain: Option<Drain>) {
             None => next_signal(&mut term, &mut int).await,
         };
         warn!("Received {second} again; exiting now");
-        std::process::exit(130);
+        // 128 + the signal's number, as a shell reports a process it killed.
+        std::process::exit(if second == "SIGINT" { 130 } else { 143 });
     });
+}
+
+/// SIGHUP, caught from the moment this is called (a SIGHUP before then
+/// would end the process): install it before announcing the server, and
+/// give it to [`reload_on_hangup`] once there is something to reload.
+pub fn catch_hangup() -> Signal {
+    signal(SignalKind::hangup()).expect("installing a SIGHUP handler")
 }
 
 /// Runs every one of `reloaders` on each SIGHUP, off the async workers
 /// (they read files). Without any, SIGHUP is logged and ignored rather
 /// than ending the process as it would by default.
-pub fn reload_on_hangup(reloaders: Vec<Box<dyn Fn() + Send + Sync>>) {
-    let mut hangup = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
+pub fn reload_on_hangup(mut hangup: Signal, reloaders: Vec<Box<dyn Fn() + Send + Sync>>, reloadable: &'static str) {
     let reloaders = std::sync::Arc::new(reloaders);
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             if reloaders.is_empty() {
-                info!("Received SIGHUP; nothing to reload (no --data, no --tls-cert)");
+                info!("Received SIGHUP; nothing to reload (it reloads {reloadable}, none given)");
                 continue;
             }
             info!("Received SIGHUP; reloading");

@@ -2,9 +2,10 @@
 //! real peer (after a PROXY header, the client it names, not the balancer).
 //!
 //! A denied address is refused whatever else matches; with any `--allow`,
-//! only the addresses it lists get in. An IPv4 client seen through a
-//! dual-stack socket (`::ffff:10.1.2.3`) is matched as the IPv4 address it
-//! is. Unix socket peers have no address: file permissions guard those.
+//! only the addresses it lists get in, so a client without an address (a
+//! Unix socket peer, or one a PROXY header names as such) is refused then.
+//! An IPv4 client seen through a dual-stack socket (`::ffff:10.1.2.3`) is
+//! matched as the IPv4 address it is.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -62,7 +63,9 @@ impl AccessList {
 
     /// Whether `peer` may connect.
     pub fn permits(&self, peer: &PeerAddr) -> bool {
-        let PeerAddr::Tcp(addr) = peer else { return true };
+        let PeerAddr::Tcp(addr) = peer else {
+            return self.allow.is_empty();
+        };
         let ip = addr.ip();
         if self.deny.iter().any(|range| range.contains(ip)) {
             return false;
@@ -93,12 +96,16 @@ mod tests {
         assert!(!rules.permits(&peer("127.0.0.2:5000")), "denied though allowed");
         assert!(rules.permits(&peer("[::1]:5000")));
         assert!(!rules.permits(&peer("192.0.2.7:5000")), "not allowed");
-        assert!(rules.permits(&PeerAddr::Unix(None)), "Unix peers are not addresses");
+        assert!(
+            !rules.permits(&PeerAddr::Unix(None)),
+            "a peer without an address is not in any --allow"
+        );
         let open = AccessList {
             allow: vec![],
             deny: ranges(&["10.0.0.0/8"]),
         };
         assert!(open.permits(&peer("192.0.2.7:1")) && !open.permits(&peer("10.9.9.9:1")));
+        assert!(open.permits(&PeerAddr::Unix(None)), "no --allow: only --deny restricts");
     }
 
     #[test]

@@ -86,6 +86,7 @@ struct Block {
     accepted: AtomicU64,
     accept_errors: AtomicU64,
     closed: [AtomicU64; CLOSE_KINDS.len()],
+    balancer_closed: AtomicU64,
     requests: [AtomicU64; MAX_REQUEST_LABELS],
     latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
     latency_sum_ns: AtomicU64,
@@ -132,6 +133,11 @@ fn with_block(count: impl FnOnce(&Block)) {
 /// A connection was accepted.
 pub fn accepted() {
     with_block(|b| bump(&b.accepted, 1));
+}
+
+/// A connection of the balancer's own (a health check) ended, however.
+pub fn balancer_connection_closed() {
+    with_block(|b| bump(&b.balancer_closed, 1));
 }
 
 /// `accept` failed (descriptors or memory ran out).
@@ -200,6 +206,7 @@ struct Totals {
     accepted: u64,
     accept_errors: u64,
     closed: [u64; CLOSE_KINDS.len()],
+    balancer_closed: u64,
     requests: [u64; MAX_REQUEST_LABELS],
     latency: [u64; LATENCY_BUCKETS.len() + 1],
     latency_sum_ns: u64,
@@ -218,6 +225,7 @@ fn totals() -> Totals {
     {
         add(&mut totals.accepted, &block.accepted);
         add(&mut totals.accept_errors, &block.accept_errors);
+        add(&mut totals.balancer_closed, &block.balancer_closed);
         add(&mut totals.latency_sum_ns, &block.latency_sum_ns);
         add(&mut totals.bytes_in, &block.bytes_in);
         add(&mut totals.bytes_out, &block.bytes_out);
@@ -260,7 +268,7 @@ impl Collector for Counters {
             "Connections accepted.",
             t.accepted,
         )?;
-        let closed: u64 = t.closed.iter().sum();
+        let closed: u64 = t.closed.iter().sum::<u64>() + t.balancer_closed;
         gauge(
             &mut encoder,
             "sockets_connections_open",
@@ -282,6 +290,12 @@ impl Collector for Counters {
         }
         counter(
             &mut encoder,
+            "sockets_balancer_connections",
+            "Connections of the balancer's own (PROXY LOCAL or UNKNOWN: health checks), counted here and not by close reason.",
+            t.balancer_closed,
+        )?;
+        counter(
+            &mut encoder,
             "sockets_accept_errors",
             "Accepts that failed for lack of descriptors or memory.",
             t.accept_errors,
@@ -299,7 +313,8 @@ impl Collector for Counters {
                     .encode_counter::<NoLabelSet, _, u64>(&value, None)?;
             }
         }
-        {
+        // Only servers with requests (not echo) have request latencies.
+        if REQUEST_LABELS.get().is_some() {
             // Per-bucket counts, +Inf last: the encoder makes them cumulative.
             let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS
                 .iter()
@@ -450,8 +465,17 @@ async fn answer(mut stream: TcpStream) -> std::io::Result<()> {
     }
     let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
     let mut words = line.split(|&b| b == b' ');
-    let (method, target) = (words.next().unwrap_or_default(), words.next().unwrap_or_default());
-    match (method, target) {
+    let (method, target, version) = (
+        words.next().unwrap_or_default(),
+        words.next().unwrap_or_default(),
+        words.next().unwrap_or_default(),
+    );
+    if !version.starts_with(b"HTTP/") || method.is_empty() || !method.iter().all(u8::is_ascii_uppercase) {
+        return respond(&mut stream, "400 Bad Request", "text/plain", "not an HTTP request\n").await;
+    }
+    // A query string (`?name[]=...`, as Prometheus sends for federation) changes nothing.
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    match (method, path) {
         (b"GET", b"/metrics") if wants_open_metrics(&head) => {
             respond(
                 &mut stream,

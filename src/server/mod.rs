@@ -362,24 +362,35 @@ where
     let budget = shared.config.input_budget.share();
     shared.tracker.spawn(async move {
         let shared = shared_here;
-        let (reason, peer) = match shared.stage.prepare(stream, peer).await {
+        let (reason, identity) = match shared.stage.prepare(stream, peer).await {
             Ok((stream, identity)) => {
                 log_accepted(&identity);
-                let peer = identity.addr.clone();
                 let connection = Connection {
                     stream,
                     tls: identity.tls.is_some(),
-                    peer: identity.addr,
+                    peer: identity.addr.clone(),
                     shutdown: shared.connections_stop.clone(),
                     limits: shared.config.limits,
                     budget,
                 };
-                (shared.handler.handle(connection).await, peer)
+                (shared.handler.handle(connection).await, identity)
             }
             Err(refused) => refused,
         };
-        metrics::closed(&reason);
-        limited!(CONNECTION_LINES, INFO, "Closing connection to {peer} ({reason})");
+        let peer = &identity.addr;
+        if identity.is_balancers_own() {
+            // Health checks come every few seconds and balancers end them
+            // with a reset: counted apart, logged only at debug level.
+            metrics::balancer_connection_closed();
+            limited!(
+                CONNECTION_LINES,
+                DEBUG,
+                "Closing the balancer's connection {peer} ({reason})"
+            );
+        } else {
+            metrics::closed(&reason);
+            limited!(CONNECTION_LINES, INFO, "Closing connection to {peer} ({reason})");
+        }
         drop(permit);
     });
 }
@@ -404,7 +415,14 @@ fn log_accepted(identity: &PeerIdentity) {
         }
     }
     let peer = &identity.addr;
-    if details.is_empty() {
+    if identity.is_balancers_own() {
+        limited!(
+            CONNECTION_LINES,
+            DEBUG,
+            "Accepted connection from {peer} ({})",
+            details.join("; ")
+        );
+    } else if details.is_empty() {
         limited!(CONNECTION_LINES, INFO, "Accepted connection from {peer}");
     } else {
         limited!(

@@ -125,6 +125,14 @@ pub struct ProxyHop {
     pub own: bool,
 }
 
+impl PeerIdentity {
+    /// Whether this is a connection of the balancer's own (a health check):
+    /// its PROXY header named no client.
+    pub fn is_balancers_own(&self) -> bool {
+        self.via.as_ref().is_some_and(|hop| hop.own)
+    }
+}
+
 /// What a TLS handshake agreed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsSession {
@@ -169,7 +177,7 @@ impl Stage {
         &self,
         mut stream: S,
         addr: PeerAddr,
-    ) -> Result<(StagedStream<S>, PeerIdentity), (CloseReason, PeerAddr)>
+    ) -> Result<(StagedStream<S>, PeerIdentity), (CloseReason, PeerIdentity)>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -190,7 +198,7 @@ impl Stage {
             let balancer = identity.addr.clone();
             if !policy.trusts(&balancer) {
                 let why = format!("{balancer} is not in --proxy-from");
-                return Err((CloseReason::ProxyHeader(why), balancer));
+                return Err((CloseReason::ProxyHeader(why), identity));
             }
             // A balancer sends its header as soon as it connects: it is
             // usually here already, and then needs no timer.
@@ -200,16 +208,13 @@ impl Stage {
                 None => within_until(deadline, read_header(&mut stream, &mut buf)).await,
             };
             let (header, after) = match read {
-                None => return Err((CloseReason::ProxyHeader(late()), balancer)),
-                Some(Err(ProxyError::Io(error))) => return Err((CloseReason::Io(error), balancer)),
-                Some(Err(error)) => return Err((CloseReason::ProxyHeader(error.to_string()), balancer)),
+                None => return Err((CloseReason::ProxyHeader(late()), identity)),
+                Some(Err(ProxyError::Io(error))) => return Err((CloseReason::Io(error), identity)),
+                Some(Err(error)) => return Err((CloseReason::ProxyHeader(error.to_string()), identity)),
                 Some(Ok(read)) => read,
             };
             log_header(&header, &balancer);
             let own = header.client.is_none();
-            if own && self.draining.is_cancelled() {
-                return Err((CloseReason::Draining, balancer));
-            }
             if let Some(client) = header.client {
                 identity.addr = client;
             }
@@ -218,23 +223,34 @@ impl Stage {
                 version: header.version,
                 own,
             });
+            if own && self.draining.is_cancelled() {
+                return Err((CloseReason::Draining, identity));
+            }
             rest = after;
         }
-        if !self.access.permits(&identity.addr) {
-            return Err((CloseReason::Denied, identity.addr));
+        // The balancer's own connections were vetted by --proxy-from;
+        // allow/deny is about clients.
+        if !identity.is_balancers_own() && !self.access.permits(&identity.addr) {
+            return Err((CloseReason::Denied, identity));
         }
         let stream = Rewind::new(rest, stream);
         let Some(acceptor) = self.tls.load_full() else {
             return Ok((Either::Left(stream), identity));
         };
+        // The balancer's health checks are counted apart, TLS included.
+        let count = !identity.is_balancers_own();
         let stream = match within_until(deadline, acceptor.accept(stream)).await {
             None => {
-                metrics::tls_handshake(None);
-                return Err((CloseReason::TlsHandshake(late()), identity.addr));
+                if count {
+                    metrics::tls_handshake(None);
+                }
+                return Err((CloseReason::TlsHandshake(late()), identity));
             }
             Some(Err(error)) => {
-                metrics::tls_handshake(None);
-                return Err((CloseReason::TlsHandshake(explain(&error, Side::Server)), identity.addr));
+                if count {
+                    metrics::tls_handshake(None);
+                }
+                return Err((CloseReason::TlsHandshake(explain(&error, Side::Server)), identity));
             }
             Some(Ok(stream)) => stream,
         };
@@ -252,7 +268,9 @@ impl Stage {
                 .and_then(|chain| chain.first())
                 .and_then(subject_of),
         };
-        metrics::tls_handshake(Some(session.resumed));
+        if count {
+            metrics::tls_handshake(Some(session.resumed));
+        }
         identity.tls = Some(session);
         Ok((Either::Right(Box::new(stream)), identity))
     }

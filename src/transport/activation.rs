@@ -27,10 +27,10 @@ const MAX_FDS: usize = 1024;
 pub enum ActivationError {
     #[error("LISTEN_FDS={0:?} is not a count of sockets")]
     BadCount(String),
-    #[error("descriptor {fd} passed by the service manager: {source}")]
+    #[error("descriptor {fd} passed by the service manager cannot be used")]
     Unusable { fd: RawFd, source: io::Error },
     #[error(
-        "descriptor {fd} passed by the service manager is not a listening stream socket (check ListenStream= in the .socket unit)"
+        "descriptor {fd} passed by the service manager is not a listening stream socket (the .socket unit needs ListenStream= and Accept=no)"
     )]
     NotStreamListener { fd: RawFd },
 }

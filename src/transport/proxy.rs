@@ -23,7 +23,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 
 use super::PeerAddr;
 
-/// The v2 signature; the v1 header begins `PROXY `.
+/// The v2 signature; the v1 header begins `PROXY`.
 const V2_SIGNATURE: &[u8] = b"\r\n\r\n\0\r\nQUIT\n";
 /// The longest v1 line, CRLF included.
 const V1_MAX: usize = 107;
@@ -100,26 +100,15 @@ pub async fn read_header<S: AsyncRead + Unpin>(
         if !could_be_header(buf) {
             return Err(ProxyError::Missing);
         }
-        // ppp judges a v1 line cut just after its final CR as malformed:
-        // wait for the whole line (at most 107 bytes) before parsing it.
-        let v1_line_pending =
-            buf.starts_with(b"PROXY ") && !buf.windows(2).any(|w| w == b"\r\n") && buf.len() <= V1_MAX;
-        if !buf.is_empty() && !v1_line_pending {
-            let parsed = ppp::HeaderResult::parse(buf);
-            if parsed.is_complete() {
-                let (header, length) = interpret(parsed)?;
-                // What followed the header, if anything, without copying it.
-                buf.advance(length);
-                let rest = if buf.is_empty() {
-                    Bytes::new()
-                } else {
-                    std::mem::take(buf).freeze()
-                };
-                return Ok((header, rest));
-            }
-        }
-        if buf.len() >= MAX_HEADER {
-            return Err(ProxyError::Malformed("longer than any header can be".into()));
+        if let Some((header, length)) = try_parse(buf)? {
+            // What followed the header, if anything, without copying it.
+            buf.advance(length);
+            let rest = if buf.is_empty() {
+                Bytes::new()
+            } else {
+                std::mem::take(buf).freeze()
+            };
+            return Ok((header, rest));
         }
         if buf.capacity() == buf.len() {
             buf.reserve(buf.len().min(MAX_HEADER - buf.len()).max(256));
@@ -134,6 +123,71 @@ pub async fn read_header<S: AsyncRead + Unpin>(
     }
 }
 
+/// The header at the start of `buf` and its length; `None` while more
+/// bytes are needed to tell. A header that is complete but wrong is an
+/// error at once, saying what is wrong, rather than a wait for bytes
+/// that would not make it right.
+fn try_parse(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
+    if buf.first() == Some(&b'P') {
+        try_parse_v1(buf)
+    } else {
+        try_parse_v2(buf)
+    }
+}
+
+fn try_parse_v1(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
+    let window = &buf[..buf.len().min(V1_MAX)];
+    let Some(end) = window.iter().position(|&b| b == b'\n') else {
+        if buf.len() >= V1_MAX {
+            return Err(ProxyError::Malformed(format!(
+                "a v1 header is one line of at most {V1_MAX} bytes"
+            )));
+        }
+        return Ok(None);
+    };
+    if end == 0 || window[end - 1] != b'\r' {
+        return Err(ProxyError::Malformed("a v1 header line must end with CR LF".into()));
+    }
+    let line = &buf[..=end];
+    let parsed = ppp::HeaderResult::parse(line);
+    if !parsed.is_complete() {
+        return Err(ProxyError::Malformed(format!(
+            "incomplete v1 header {}",
+            String::from_utf8_lossy(&line[..end - 1])
+        )));
+    }
+    interpret(parsed).map(Some)
+}
+
+fn try_parse_v2(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
+    if buf.len() < 16 {
+        return Ok(None);
+    }
+    let (version, command) = (buf[12] >> 4, buf[12] & 0x0f);
+    if version != 2 {
+        return Err(ProxyError::Malformed(format!(
+            "the v2 signature is followed by version {version}, not 2"
+        )));
+    }
+    if command > 1 {
+        return Err(ProxyError::Malformed(format!(
+            "unknown v2 command {command} (0 is LOCAL, 1 is PROXY)"
+        )));
+    }
+    let length = 16 + usize::from(u16::from_be_bytes([buf[14], buf[15]]));
+    if buf.len() < length {
+        return Ok(None);
+    }
+    // v2 alone: ppp's own detection would fall back to v1 and report v1's error.
+    match v2::Header::try_from(&buf[..length]) {
+        Err(error) if error.is_incomplete() => Err(ProxyError::Malformed(format!(
+            "the v2 header's length ({} bytes) is too short for its addresses",
+            length - 16
+        ))),
+        parsed => interpret(ppp::HeaderResult::V2(parsed)).map(Some),
+    }
+}
+
 /// Whether `bytes` may still become a header: they are a prefix of either
 /// signature, or begin with one. Anything else (a TLS ClientHello, a
 /// message) is refused at once rather than read further.
@@ -142,19 +196,15 @@ fn could_be_header(bytes: &[u8]) -> bool {
         let n = bytes.len().min(signature.len());
         bytes[..n] == signature[..n]
     };
-    starts(V2_SIGNATURE) || starts(b"PROXY ")
+    starts(V2_SIGNATURE) || starts(b"PROXY")
 }
 
 fn interpret(parsed: ppp::HeaderResult<'_>) -> Result<(ProxyHeader, usize), ProxyError> {
     match parsed {
         ppp::HeaderResult::V1(Ok(header)) => {
             let client = match header.addresses {
-                ppp::v1::Addresses::Tcp4(ip) => {
-                    Some(PeerAddr::Tcp(SocketAddr::new(ip.source_address.into(), ip.source_port)))
-                }
-                ppp::v1::Addresses::Tcp6(ip) => {
-                    Some(PeerAddr::Tcp(SocketAddr::new(ip.source_address.into(), ip.source_port)))
-                }
+                ppp::v1::Addresses::Tcp4(ip) => Some(client(ip.source_address.into(), ip.source_port)),
+                ppp::v1::Addresses::Tcp6(ip) => Some(client(ip.source_address.into(), ip.source_port)),
                 ppp::v1::Addresses::Unknown => None,
             };
             let header_len = header.header.len();
@@ -170,12 +220,8 @@ fn interpret(parsed: ppp::HeaderResult<'_>) -> Result<(ProxyHeader, usize), Prox
         ppp::HeaderResult::V2(Ok(header)) => {
             let client = match (header.command, header.addresses) {
                 (v2::Command::Local, _) => None,
-                (_, v2::Addresses::IPv4(ip)) => {
-                    Some(PeerAddr::Tcp(SocketAddr::new(ip.source_address.into(), ip.source_port)))
-                }
-                (_, v2::Addresses::IPv6(ip)) => {
-                    Some(PeerAddr::Tcp(SocketAddr::new(ip.source_address.into(), ip.source_port)))
-                }
+                (_, v2::Addresses::IPv4(ip)) => Some(client(ip.source_address.into(), ip.source_port)),
+                (_, v2::Addresses::IPv6(ip)) => Some(client(ip.source_address.into(), ip.source_port)),
                 (_, v2::Addresses::Unix(unix)) => Some(PeerAddr::Unix(unix_path(&unix.source))),
                 (_, v2::Addresses::Unspecified) => None,
             };
@@ -206,6 +252,11 @@ fn interpret(parsed: ppp::HeaderResult<'_>) -> Result<(ProxyHeader, usize), Prox
         ppp::HeaderResult::V1(Err(error)) => Err(ProxyError::Malformed(error.to_string())),
         ppp::HeaderResult::V2(Err(error)) => Err(ProxyError::Malformed(error.to_string())),
     }
+}
+
+/// A client address from a header, IPv4-mapped IPv6 shown as the IPv4 it is.
+fn client(ip: std::net::IpAddr, port: u16) -> PeerAddr {
+    PeerAddr::Tcp(super::canonical(SocketAddr::new(ip, port)))
 }
 
 /// A NUL-padded AF_UNIX path from a v2 header; `None` when empty (unnamed).
@@ -423,6 +474,46 @@ mod tests {
             read_from(b"PROXY TCP4 1.2.3.4 5.6.7.8 99999 1\r\n").await,
             Err(ProxyError::Malformed(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_complete_but_wrong_header_is_refused_at_once_saying_why() {
+        let v2 = |byte12: u8, family: u8, length: u16| {
+            let mut header = V2_SIGNATURE.to_vec();
+            header.extend([byte12, family]);
+            header.extend(length.to_be_bytes());
+            header.extend([0u8; 4]);
+            header
+        };
+        let mut long_line = b"PROXY TCP4 ".to_vec();
+        long_line.resize(120, b'1');
+        let cases: [(Vec<u8>, &str); 7] = [
+            (
+                b"PROXY TCP4 1.2.3.4\r\n".to_vec(),
+                "incomplete v1 header PROXY TCP4 1.2.3.4",
+            ),
+            (b"PROXY\r\n".to_vec(), "invalid protocol"),
+            (b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n".to_vec(), "must end with CR LF"),
+            (long_line, "one line of at most 107 bytes"),
+            (v2(0x31, 0x11, 12), "followed by version 3, not 2"),
+            (v2(0x22, 0x11, 12), "unknown v2 command 2"),
+            (v2(0x21, 0x11, 4), "cannot store the 12 bytes"),
+        ];
+        for (bytes, reason) in cases {
+            // The writer stays open: a parser waiting for more would hang here.
+            let (mut client, mut server) = tokio::io::duplex(1024);
+            tokio::io::AsyncWriteExt::write_all(&mut client, &bytes).await.unwrap();
+            let read = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                read_header(&mut server, &mut BytesMut::new()),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("waited on {bytes:?}"));
+            match read {
+                Err(ProxyError::Malformed(why)) => assert!(why.contains(reason), "{bytes:?}: {why}"),
+                other => panic!("{bytes:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]
