@@ -66,6 +66,19 @@ instructions_per_request() {
   a=$(instructions "$1" "$2" 20000); b=$(instructions "$1" "$2" 60000)
   python3 -c "print(round(($b - $a) / 40000))"
 }
+# haproxy_defaults: the start of every HAProxy configuration here (one thread, TCP).
+haproxy_defaults() {
+  cat <<CFG
+global
+    maxconn 5000
+    nbthread 1
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+CFG
+}
 # per_request TICKS REQUESTS: microseconds of CPU per request.
 per_request() { python3 -c "print(f'{$1 * 1e6 / $(getconf CLK_TCK) / $2:.2f}')"; }
 
@@ -213,21 +226,14 @@ PLAIN_PORT=$PORT; PLAIN_PID=$LAST_PID
 start tls "$S" app-server -q 127.0.0.1 0 --threads 1 --tls-cert "$WORK/tls.pem" --tls-key "$WORK/tls.key"
 TLS_PORT=$PORT; TLS_PID=$LAST_PID
 HAPROXY_PORT=$(free_port)
-cat > "$WORK/haproxy.cfg" <<CFG
-global
-    maxconn 5000
-    nbthread 1
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
+{ haproxy_defaults; cat <<CFG
 frontend tls_in
     bind 127.0.0.1:$HAPROXY_PORT ssl crt $WORK/haproxy.pem
     default_backend app
 backend app
     server plain 127.0.0.1:$PLAIN_PORT
 CFG
+} > "$WORK/haproxy.cfg"
 haproxy -f "$WORK/haproxy.cfg" -db > "$WORK/haproxy.log" 2>&1 &
 PIDS+=($!); HAPROXY_PID=$!
 sleep 0.7
@@ -323,15 +329,7 @@ TWO_PORT=$PORT; TWO_PID=$LAST_PID
 start direct "$S" app-server -q 127.0.0.1 0 --threads 1
 DIRECT_PORT=$PORT; DIRECT_PID=$LAST_PID
 H1=$(free_port); H2=$(free_port)
-cat > "$WORK/haproxy-deploy.cfg" <<CFG
-global
-    maxconn 5000
-    nbthread 1
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
+{ haproxy_defaults; cat <<CFG
 frontend to_one
     bind 127.0.0.1:$H1
     default_backend one
@@ -345,6 +343,7 @@ backend two
     server a 127.0.0.1:$ONE_PORT send-proxy-v2
     server b 127.0.0.1:$TWO_PORT send-proxy-v2
 CFG
+} > "$WORK/haproxy-deploy.cfg"
 haproxy -f "$WORK/haproxy-deploy.cfg" -db > "$WORK/haproxy-deploy.log" 2>&1 &
 PIDS+=($!); HAPROXY_PID=$!
 sleep 0.7

@@ -7,28 +7,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use sockets::app::{Answer, CLIENT_BINARY_TYPE, client_request};
+use sockets::app::{CLIENT_BINARY_TYPE, client_request};
 use sockets::protocol::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use common::{STEP, ServerProcess, connect, encode, read_message, read_to_end, response_vector, send, step, vectors};
-
-fn result_of(message: &Message) -> String {
-    assert!(message.is_json(), "expected a JSON response, got {message:?}");
-    let answer: Answer<'_> = serde_json::from_slice(&message.content).expect("a {\"result\": ...} object");
-    answer.result.into_owned()
-}
-
-fn start(extra: &[&str]) -> ServerProcess {
-    let mut args = vec!["app-server", "127.0.0.1", "0"];
-    args.extend_from_slice(extra);
-    ServerProcess::start(&args)
-}
-
-/// Encoded search request.
-fn search(value: &str) -> Vec<u8> {
-    encode(&client_request("search", value))
-}
+use common::{
+    STEP, ServerProcess, connect, encode, read_message, read_to_end, response_vector, result_of, search, send,
+    start_app_server as start, step, vectors,
+};
 
 #[tokio::test]
 async fn every_vector_request_gets_its_exact_response_bytes() {

@@ -12,28 +12,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use sockets::app::{Answer, client_request};
-use sockets::protocol::Message;
+use sockets::app::client_request;
 use sockets::transport::proxy::{ProxyVersion, encode_header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-use common::{STEP, ServerProcess, encode, read_message, run_cli, send, step};
-
-fn app_server(extra: &[&str]) -> ServerProcess {
-    let mut args = vec!["app-server", "127.0.0.1", "0"];
-    args.extend_from_slice(extra);
-    ServerProcess::start(&args)
-}
-
-fn search(value: &str) -> Vec<u8> {
-    encode(&client_request("search", value))
-}
-
-fn result_of(message: &Message) -> String {
-    let answer: Answer<'_> = serde_json::from_slice(&message.content).expect("a {\"result\": ...} object");
-    answer.result.into_owned()
-}
+use common::{
+    STEP, ServerProcess, encode, read_message, result_of, run_cli, search, send, start_app_server as app_server, step,
+};
 
 /// Connects to `to` from the local address `from` (any 127/8 address is local).
 async fn connect_from(from: IpAddr, to: SocketAddr) -> TcpStream {

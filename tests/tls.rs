@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use sockets::app::{Answer, client_request};
+use sockets::app::client_request;
 use sockets::protocol::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-use common::{STEP, ServerProcess, encode, run_cli, run_fails, run_ok, step, vector, vectors};
+use common::{STEP, ServerProcess, encode, result_of, run_cli, run_fails, run_ok, step, vector, vectors};
 
 /// Certificates for one test: a self-signed server certificate, a CA, and
 /// client certificates signed by it or by another CA.
@@ -131,11 +131,6 @@ async fn read_message(stream: &mut TlsStream<TcpStream>, buf: &mut BytesMut) -> 
         }
     })
     .await
-}
-
-fn result_of(message: &Message) -> String {
-    let answer: Answer<'_> = serde_json::from_slice(&message.content).expect("a {\"result\": ...} object");
-    answer.result.into_owned()
 }
 
 fn refs(args: &[String]) -> Vec<&str> {

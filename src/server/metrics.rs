@@ -78,22 +78,28 @@ const LATENCY_BUCKETS: [f64; 16] = [
     0.5, 1.0,
 ];
 
-/// One thread's counters. Aligned apart so two threads' blocks never share
-/// a cache line.
+/// Every counter: as one thread's atomics ([`Block`]) or as the sums a
+/// scrape reports ([`Totals`]). Aligned apart so two threads' blocks never
+/// share a cache line.
 #[repr(align(128))]
 #[derive(Debug, Default)]
-struct Block {
-    accepted: AtomicU64,
-    accept_errors: AtomicU64,
-    closed: [AtomicU64; CLOSE_KINDS.len()],
-    balancer_closed: AtomicU64,
-    requests: [AtomicU64; MAX_REQUEST_LABELS],
-    latency: [AtomicU64; LATENCY_BUCKETS.len() + 1],
-    latency_sum_ns: AtomicU64,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
-    tls: [AtomicU64; 3],
+struct Counts<C> {
+    accepted: C,
+    accept_errors: C,
+    closed: [C; CLOSE_KINDS.len()],
+    balancer_closed: C,
+    requests: [C; MAX_REQUEST_LABELS],
+    latency: [C; LATENCY_BUCKETS.len() + 1],
+    latency_sum_ns: C,
+    bytes_in: C,
+    bytes_out: C,
+    tls: [C; 3],
 }
+
+/// One thread's counters, written by that thread only.
+type Block = Counts<AtomicU64>;
+/// The sums of every thread's counters.
+type Totals = Counts<u64>;
 
 fn bump(counter: &AtomicU64, by: u64) {
     // Only this thread writes its block: a load and a store are enough, and
@@ -200,49 +206,37 @@ pub fn watch_budget(budget: &Arc<InputBudget>) {
     let _ = BUDGET.set(Arc::clone(budget));
 }
 
-/// The sums of every thread's counters.
-#[derive(Debug, Default)]
-struct Totals {
-    accepted: u64,
-    accept_errors: u64,
-    closed: [u64; CLOSE_KINDS.len()],
-    balancer_closed: u64,
-    requests: [u64; MAX_REQUEST_LABELS],
-    latency: [u64; LATENCY_BUCKETS.len() + 1],
-    latency_sum_ns: u64,
-    bytes_in: u64,
-    bytes_out: u64,
-    tls: [u64; 3],
-}
-
 fn totals() -> Totals {
     let mut totals = Totals::default();
-    let add = |sum: &mut u64, counter: &AtomicU64| *sum += counter.load(Ordering::Relaxed);
     for block in blocks()
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
     {
-        add(&mut totals.accepted, &block.accepted);
-        add(&mut totals.accept_errors, &block.accept_errors);
-        add(&mut totals.balancer_closed, &block.balancer_closed);
-        add(&mut totals.latency_sum_ns, &block.latency_sum_ns);
-        add(&mut totals.bytes_in, &block.bytes_in);
-        add(&mut totals.bytes_out, &block.bytes_out);
-        for (sum, counter) in totals.closed.iter_mut().zip(&block.closed) {
-            add(sum, counter);
-        }
-        for (sum, counter) in totals.requests.iter_mut().zip(&block.requests) {
-            add(sum, counter);
-        }
-        for (sum, counter) in totals.latency.iter_mut().zip(&block.latency) {
-            add(sum, counter);
-        }
-        for (sum, counter) in totals.tls.iter_mut().zip(&block.tls) {
-            add(sum, counter);
-        }
+        totals.add(block);
     }
     totals
+}
+
+impl Totals {
+    fn add(&mut self, block: &Block) {
+        fn sum<const N: usize>(sums: &mut [u64; N], counters: &[AtomicU64; N]) {
+            for (sum, counter) in sums.iter_mut().zip(counters) {
+                *sum += counter.load(Ordering::Relaxed);
+            }
+        }
+        let one = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        self.accepted += one(&block.accepted);
+        self.accept_errors += one(&block.accept_errors);
+        self.balancer_closed += one(&block.balancer_closed);
+        self.latency_sum_ns += one(&block.latency_sum_ns);
+        self.bytes_in += one(&block.bytes_in);
+        self.bytes_out += one(&block.bytes_out);
+        sum(&mut self.closed, &block.closed);
+        sum(&mut self.requests, &block.requests);
+        sum(&mut self.latency, &block.latency);
+        sum(&mut self.tls, &block.tls);
+    }
 }
 
 /// Sums the threads' blocks on each scrape.

@@ -224,6 +224,26 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Starts `sockets app-server` on a free loopback port, with `extra` flags.
+pub fn start_app_server(extra: &[&str]) -> ServerProcess {
+    let mut args = vec!["app-server", "127.0.0.1", "0"];
+    args.extend_from_slice(extra);
+    ServerProcess::start(&args)
+}
+
+/// The `result` of a JSON response.
+pub fn result_of(message: &Message) -> String {
+    assert!(message.is_json(), "expected a JSON response, got {message:?}");
+    let answer: sockets::app::Answer<'_> =
+        serde_json::from_slice(&message.content).expect("a {\"result\": ...} object");
+    answer.result.into_owned()
+}
+
+/// An encoded search request, as the guide's client sends it.
+pub fn search(value: &str) -> Vec<u8> {
+    encode(&sockets::app::client_request("search", value))
+}
+
 /// Starts `sockets echo-server` on a free loopback port (or on `--unix PATH`
 /// when the arguments give one).
 pub fn start_echo_server(extra: &[&str]) -> ServerProcess {
