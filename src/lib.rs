@@ -8,8 +8,8 @@
 //!    ↓
 //! server          accept loop: accept, count against --max-connections, spawn
 //!    ↓              (nothing a client does can stall it)
-//! server::stage   in the connection's task: TLS handshake (with a deadline)
-//!    ↓              → peer identity
+//! server::stage   in the connection's task: PROXY header → allow/deny →
+//!    ↓              TLS handshake (one deadline) → peer identity
 //! server::driver  buffers, idle and request deadlines, backpressure,
 //!    ↓              the server-wide input budget, shutdown
 //! app             request → response + outcome (no I/O)
@@ -32,6 +32,8 @@
 //!   log-line caps.
 //! - [`client`]: the clients: app request/response, echo, multi-connection, relay.
 //! - [`bench`](mod@bench): the load generator: app and echo load, reports, plots.
+//! - [`check`]: the conformance checker: a catalogue of cases any server of
+//!   the protocol can be run against.
 //! - [`escape`]: peer-supplied text made safe for logs and terminals.
 //! - [`deadline`]: optional time limits (every timeout allows "no limit").
 //! - [`python_repr`]: Python's `repr(bytes)`, which the guide's programs print.
@@ -41,6 +43,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod check;
 pub mod client;
 pub mod deadline;
 pub mod echo;

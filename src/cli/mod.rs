@@ -6,6 +6,7 @@ mod app_server;
 mod args;
 mod bench;
 mod cert;
+mod check;
 mod connect;
 mod echo_client;
 mod echo_server;
@@ -113,6 +114,14 @@ pub enum Command {
     /// request failed or got a wrong answer. Ctrl-C ends the run early and
     /// still prints the report.
     Bench(bench::BenchArgs),
+    /// Check a server of the application protocol (ours, the guide's,
+    /// anyone's) against a catalogue of cases, and print a table of verdicts.
+    ///
+    /// Exits 0 only if every required case of the profile passes. Cases
+    /// are listed with --list and described in docs/CHECKS.md.
+    #[command(override_usage = "sockets check [OPTIONS] <HOST> <PORT>\n       \
+                                sockets check [OPTIONS] --unix <PATH>")]
+    Check(check::CheckArgs),
     /// Make a TLS certificate and key for development and tests:
     /// self-signed, a CA, or signed by a CA made earlier.
     ///
@@ -129,7 +138,7 @@ impl Command {
             Command::AppClient(_) | Command::Resolve(_) | Command::Connect(_) => Some(1),
             Command::EchoClient(_) | Command::MulticonnClient(_) => None,
             Command::Bench(args) => Some(args.target.threads()),
-            Command::Cert(_) => Some(1),
+            Command::Cert(_) | Command::Check(_) => Some(1),
         }
     }
 
@@ -146,6 +155,7 @@ impl Command {
             Command::Connect(_) => vec!["connect"],
             Command::Bench(args) => vec!["bench", args.target.name()],
             Command::Cert(_) => vec!["cert"],
+            Command::Check(_) => vec!["check"],
         }
     }
 }
@@ -168,6 +178,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Connect(args) => connect::run(args).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Cert(args) => cert::run(args).await,
+            Command::Check(args) => check::run(args).await,
         }
     });
     // Don't wait for a blocking read of standard input that will never finish.

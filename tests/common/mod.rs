@@ -491,7 +491,8 @@ pub fn vector<'a>(vectors: &'a [Vector], name: &str) -> &'a Vector {
 /// The guide-style Python server of `tests/python/guide_server.py`, killed when dropped.
 pub struct PythonGuideServer {
     child: Child,
-    stdout: BufReader<std::process::ChildStdout>,
+    /// `None` once handed to a thread that discards it ([`PythonGuideServer::discard_output`]).
+    stdout: Option<BufReader<std::process::ChildStdout>>,
     pub port: u16,
 }
 
@@ -506,7 +507,7 @@ impl PythonGuideServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3 must be installed (.ci/run installs it)");
-        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let stdout = Some(BufReader::new(child.stdout.take().unwrap()));
         let mut server = PythonGuideServer { child, stdout, port: 0 };
         let line = server.read_line();
         let addr: SocketAddr = line
@@ -520,8 +521,21 @@ impl PythonGuideServer {
     /// The next line the server printed (it prints `request-hex ...` per request).
     pub fn read_line(&mut self) -> String {
         let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
+        self.stdout
+            .as_mut()
+            .expect("output not discarded")
+            .read_line(&mut line)
+            .unwrap();
         line
+    }
+
+    /// Reads and drops what the server prints from now on, so that many
+    /// requests (a line of hex each) never fill the pipe and stall it.
+    pub fn discard_output(mut self) -> PythonGuideServer {
+        if let Some(mut stdout) = self.stdout.take() {
+            std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        }
+        self
     }
 }
 
