@@ -34,6 +34,8 @@
 //! - [`bench`](mod@bench): the load generator: app and echo load, reports, plots.
 //! - [`check`]: the conformance checker: a catalogue of cases any server of
 //!   the protocol can be run against.
+//! - [`proxy`]: a relay that decodes the protocol both ways, records
+//!   (for replay) and writes pcaps.
 //! - [`escape`]: peer-supplied text made safe for logs and terminals.
 //! - [`deadline`]: optional time limits (every timeout allows "no limit").
 //! - [`python_repr`]: Python's `repr(bytes)`, which the guide's programs print.
@@ -49,6 +51,7 @@ pub mod deadline;
 pub mod echo;
 pub mod escape;
 pub mod protocol;
+pub mod proxy;
 pub mod python_repr;
 pub mod server;
 pub mod transport;

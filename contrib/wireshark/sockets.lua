@@ -513,7 +513,7 @@ local function add_header_tree(tree, hrange, h)
         item:add_proto_expert_info(ef.header_not_utf8, "JSON header is not valid UTF-8")
     end
     if h.obj then
-        local m, exact = h.obj.map, h.utf8_ok
+        local exact = h.utf8_ok
         if h.byteorder then item:add(hf.byteorder, member_range(hrange, exact, h.obj, "byteorder"), h.byteorder) end
         if h.ctype then item:add(hf.content_type, member_range(hrange, exact, h.obj, "content-type"), h.ctype) end
         if h.cenc then
@@ -548,12 +548,13 @@ local function add_json_content(tree, crange, h, dir)
     local exact = (raw == text)
     local obj, err = json_decode(text)
     if not obj then
-        titem:add_proto_expert_info(ef.content_not_json, "request content is not valid JSON: " .. err)
-        return nil, "JSON (invalid)"
+        titem:add_proto_expert_info(ef.content_not_json, "text/json content is not valid JSON: " .. err)
+        return dir, string.format("Invalid JSON content (%d bytes)", #raw)
     end
     if type(obj) ~= "table" or obj.kind ~= "object" then
-        titem:add_proto_expert_info(ef.content_not_object, "content must be a JSON object, got " .. describe(obj))
-        return nil, "JSON " .. info_text(describe(obj))
+        titem:add_proto_expert_info(ef.content_not_object,
+            "text/json content must be a JSON object, got " .. utf8_cut(describe(obj), 200))
+        return dir, "JSON " .. info_text(describe(obj))
     end
     local m = obj.map
     local kind
@@ -682,7 +683,7 @@ local function dissect_message(tvb, pinfo, tree, offset)
     local dir = direction(pinfo)
     sub:add(hf.message_length, total):set_generated()
     local crange = tvb(offset + 2 + hlen, h.clen)         -- a zero length range is fine
-    local citem = sub:add(hf.content, crange)
+    sub:add(hf.content, crange)
     local kind, summary
     if h.ctype == "text/json" then
         kind, summary = add_json_content(sub, crange, h, dir)
@@ -705,8 +706,19 @@ local function dissect_stream(tvb, pinfo, tree)
             summaries[#summaries + 1] = b
             offset = offset + a
         elseif status == "need" then
-            pinfo.desegment_offset = offset
-            pinfo.desegment_len = a
+            local can = pinfo.can_desegment
+            if can == 0 or can == false then
+                -- TCP reassembly is off: show what there is, flagged
+                local have = len - offset
+                local it = tree:add(sockets, tvb(offset), "Sockets Application Protocol, Incomplete message")
+                it:add(hf.undecoded, tvb(offset)):add_proto_expert_info(ef.truncated,
+                    string.format("%d bytes of a message that continues in later segments " ..
+                                  "(enable TCP's \"Allow subdissector to reassemble TCP streams\")", have))
+                summaries[#summaries + 1] = "Incomplete message"
+            else
+                pinfo.desegment_offset = offset
+                pinfo.desegment_len = a
+            end
             break
         else -- fatal
             summaries[#summaries + 1] = a

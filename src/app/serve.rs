@@ -20,6 +20,7 @@ use crate::server::driver::{Driver, End, FramedDecoder};
 use crate::server::log_limit::REQUEST_LINES;
 use crate::server::{CloseReason, Connection, ConnectionHandler};
 use crate::transport::PeerAddr;
+use crate::transport::splice::Splice;
 
 /// Serves the guide's application protocol.
 #[derive(Debug, Clone)]
@@ -45,7 +46,7 @@ impl FramedDecoder for MessageCodec {
 impl ConnectionHandler for AppHandler {
     async fn handle<S>(&self, connection: Connection<S>) -> CloseReason
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Splice + Unpin + Send + 'static,
     {
         let Connection {
             stream,

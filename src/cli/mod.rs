@@ -12,6 +12,7 @@ mod echo_client;
 mod echo_server;
 pub mod logging;
 mod multiconn_client;
+mod proxy;
 mod resolve;
 mod server_args;
 pub use server_args::remember_passed_sockets;
@@ -122,6 +123,20 @@ pub enum Command {
     #[command(override_usage = "sockets check [OPTIONS] <HOST> <PORT>\n       \
                                 sockets check [OPTIONS] --unix <PATH>")]
     Check(check::CheckArgs),
+    /// Relay clients to a server and show the traffic: each message of the
+    /// protocol decoded both ways (or a hex dump of any protocol with --raw).
+    ///
+    /// Prints the address it listens on first, then a block per message:
+    /// time, connection, direction, header, content (JSON pretty-printed,
+    /// binary as a hex dump), with every control character escaped.
+    /// --record keeps the messages for `sockets replay`; --pcap writes them
+    /// for Wireshark (contrib/wireshark/ has a dissector). Ctrl-C stops it.
+    Proxy(proxy::ProxyArgs),
+    /// Send the client side of a recording (`sockets proxy --record`) to a
+    /// server and report every response that differs from the recorded one.
+    ///
+    /// Exits 0 when every response is as recorded.
+    Replay(proxy::ReplayArgs),
     /// Make a TLS certificate and key for development and tests:
     /// self-signed, a CA, or signed by a CA made earlier.
     ///
@@ -138,7 +153,8 @@ impl Command {
             Command::AppClient(_) | Command::Resolve(_) | Command::Connect(_) => Some(1),
             Command::EchoClient(_) | Command::MulticonnClient(_) => None,
             Command::Bench(args) => Some(args.target.threads()),
-            Command::Cert(_) | Command::Check(_) => Some(1),
+            Command::Cert(_) | Command::Check(_) | Command::Replay(_) => Some(1),
+            Command::Proxy(_) => None,
         }
     }
 
@@ -156,6 +172,8 @@ impl Command {
             Command::Bench(args) => vec!["bench", args.target.name()],
             Command::Cert(_) => vec!["cert"],
             Command::Check(_) => vec!["check"],
+            Command::Proxy(_) => vec!["proxy"],
+            Command::Replay(_) => vec!["replay"],
         }
     }
 }
@@ -179,6 +197,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             Command::Bench(args) => bench::run(args).await,
             Command::Cert(args) => cert::run(args).await,
             Command::Check(args) => check::run(args).await,
+            Command::Proxy(args) => proxy::run(args).await,
+            Command::Replay(args) => proxy::replay_run(args).await,
         }
     });
     // Don't wait for a blocking read of standard input that will never finish.

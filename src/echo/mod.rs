@@ -21,6 +21,7 @@ use crate::limited;
 use crate::python_repr::BytesRepr;
 use crate::server::log_limit::REQUEST_LINES;
 use crate::server::{CloseReason, Connection, ConnectionHandler, DRAIN_GRACE, close_gracefully, metrics};
+use crate::transport::splice::Splice;
 
 /// Size of the in-task array that takes small reads.
 const SMALL_READ: usize = 512;
@@ -36,7 +37,7 @@ pub struct EchoHandler;
 impl ConnectionHandler for EchoHandler {
     async fn handle<S>(&self, connection: Connection<S>) -> CloseReason
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: AsyncRead + AsyncWrite + Splice + Unpin + Send + 'static,
     {
         let Connection {
             mut stream,

@@ -44,6 +44,7 @@ use tracing::{debug, info, warn};
 use crate::display_duration;
 use crate::escape::Escaped;
 use crate::limited;
+use crate::transport::splice::Splice;
 use crate::transport::{Acceptor, PeerAddr};
 use budget::{BudgetShare, Evicted, InputBudget};
 use log_limit::{CONNECTION_LINES, PEER_WARNINGS};
@@ -133,7 +134,7 @@ pub trait ConnectionHandler: Send + Sync + 'static {
     /// Serves one connection to its end.
     fn handle<S>(&self, connection: Connection<S>) -> impl Future<Output = CloseReason> + Send
     where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+        S: AsyncRead + AsyncWrite + Splice + Unpin + Send + 'static;
 }
 
 /// Why a connection was closed: the `Closing connection` log line's reason.
@@ -354,7 +355,7 @@ async fn accept_loop<A: Acceptor, H: ConnectionHandler>(
 /// and its handler.
 fn serve<S, H>(shared: &Arc<Shared<H>>, stream: S, peer: PeerAddr, permit: OwnedSemaphorePermit)
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: AsyncRead + AsyncWrite + Splice + Unpin + Send + 'static,
     H: ConnectionHandler,
 {
     metrics::accepted();

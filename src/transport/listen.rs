@@ -9,6 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 use tokio_util::either::Either;
 
+use super::splice::Splice;
 use super::unix::UnixSocketListener;
 use super::{ListenAddr, PeerAddr, TransportError, canonical};
 
@@ -37,7 +38,7 @@ impl Default for ListenOptions {
 /// A listening socket that hands out connected streams.
 pub trait Acceptor: Send + 'static {
     /// The connected stream type.
-    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    type Stream: AsyncRead + AsyncWrite + Splice + Unpin + Send + 'static;
 
     /// Waits for the next connection.
     ///

@@ -8,6 +8,7 @@ pub mod datagram;
 pub mod listen;
 pub mod proxy;
 pub mod resolve;
+pub mod splice;
 pub mod tls;
 pub mod unix;
 

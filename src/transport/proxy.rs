@@ -315,6 +315,17 @@ impl<S> Rewind<S> {
     }
 }
 
+impl<S: super::splice::Splice> super::splice::Splice for Rewind<S> {
+    /// The socket, once nothing is left to read again first.
+    fn socket(&self) -> Option<super::splice::SocketRef<'_>> {
+        if self.prefix.is_empty() {
+            self.inner.socket()
+        } else {
+            None
+        }
+    }
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {

@@ -112,6 +112,29 @@ impl ServerProcess {
         }
     }
 
+    /// What the process has printed on stdout so far, a line each.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().join("\n")
+    }
+
+    /// Waits until stdout contains `needle`, or fails showing it.
+    pub fn wait_for_stdout(&self, needle: &str) -> String {
+        let deadline = Instant::now() + STEP;
+        loop {
+            let text = self.stdout();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?} never printed {needle:?}; stdout:\n{text}\nstderr:\n{}",
+                self.args,
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// The URL of `--metrics`, from the `metrics: URL` line on stdout.
     pub fn metrics_url(&self) -> String {
         let deadline = Instant::now() + STEP;

@@ -1,0 +1,239 @@
+//! Moving bytes between two sockets without copying them through our
+//! memory: `splice(2)` from a socket into a pipe, and from the pipe into the
+//! other socket. The kernel moves page references; we never see the bytes.
+//!
+//! Only plain sockets can do this: a TLS stream must be decrypted here, and
+//! bytes already read into a buffer (after a PROXY header) must be written
+//! first. [`Splice::socket`] says whether a stream is one.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use tokio::io::Interest;
+use tokio::net::{TcpStream, UnixStream};
+use tokio_util::either::Either;
+
+/// The most moved by one `splice` call: the size of a pipe's buffer.
+const CHUNK: usize = 64 * 1024;
+
+/// A plain socket under a stream.
+#[derive(Debug, Clone, Copy)]
+pub enum SocketRef<'a> {
+    Tcp(&'a TcpStream),
+    Unix(&'a UnixStream),
+}
+
+impl SocketRef<'_> {
+    fn fd(&self) -> RawFd {
+        match self {
+            SocketRef::Tcp(tcp) => tcp.as_raw_fd(),
+            SocketRef::Unix(unix) => unix.as_raw_fd(),
+        }
+    }
+
+    async fn ready(&self, interest: Interest) -> io::Result<()> {
+        match self {
+            SocketRef::Tcp(tcp) => tcp.ready(interest).await.map(drop),
+            SocketRef::Unix(unix) => unix.ready(interest).await.map(drop),
+        }
+    }
+
+    fn try_io<R>(&self, interest: Interest, f: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+        match self {
+            SocketRef::Tcp(tcp) => tcp.try_io(interest, f),
+            SocketRef::Unix(unix) => unix.try_io(interest, f),
+        }
+    }
+
+    /// Ends our sending side (FIN), as `shutdown(SHUT_WR)`.
+    fn shutdown_write(&self) -> io::Result<()> {
+        socket2::SockRef::from(&BorrowedSocket(self.fd())).shutdown(std::net::Shutdown::Write)
+    }
+}
+
+/// Lends a raw descriptor to socket2 for one call.
+struct BorrowedSocket(RawFd);
+
+impl AsRawFd for BorrowedSocket {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+}
+
+impl std::os::fd::AsFd for BorrowedSocket {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        // SAFETY: the descriptor belongs to a stream that outlives this
+        // value, which lives only for the call that borrows it.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) }
+    }
+}
+
+/// Streams that may have a plain socket under them.
+pub trait Splice {
+    /// The socket, when bytes can be moved to and from it directly.
+    fn socket(&self) -> Option<SocketRef<'_>>;
+}
+
+impl Splice for TcpStream {
+    fn socket(&self) -> Option<SocketRef<'_>> {
+        Some(SocketRef::Tcp(self))
+    }
+}
+
+impl Splice for UnixStream {
+    fn socket(&self) -> Option<SocketRef<'_>> {
+        Some(SocketRef::Unix(self))
+    }
+}
+
+impl<L: Splice, R: Splice> Splice for Either<L, R> {
+    fn socket(&self) -> Option<SocketRef<'_>> {
+        match self {
+            Either::Left(left) => left.socket(),
+            Either::Right(right) => right.socket(),
+        }
+    }
+}
+
+impl<S> Splice for Box<tokio_rustls::server::TlsStream<S>> {
+    fn socket(&self) -> Option<SocketRef<'_>> {
+        None
+    }
+}
+
+impl<S> Splice for Box<tokio_rustls::client::TlsStream<S>> {
+    fn socket(&self) -> Option<SocketRef<'_>> {
+        None
+    }
+}
+
+/// A pipe whose ends are closed when it is dropped.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Pipe {
+    fn new() -> io::Result<Pipe> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two descriptors into the array we pass.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: both descriptors were just created and are ours alone.
+        Ok(unsafe {
+            Pipe {
+                read: OwnedFd::from_raw_fd(fds[0]),
+                write: OwnedFd::from_raw_fd(fds[1]),
+            }
+        })
+    }
+}
+
+fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: splice only reads and writes the descriptors it is given.
+    let n = unsafe {
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    usize::try_from(n).map_err(|_| io::Error::last_os_error())
+}
+
+/// Moves everything `from` sends to `to` until `from` ends its side, then
+/// ends `to`'s sending side too (a half-close passes through). Returns the
+/// bytes moved. `written` is called with each count, for progress.
+///
+/// # Errors
+/// The first failure of either socket, or of making the pipe.
+pub async fn splice_one_way(from: SocketRef<'_>, to: SocketRef<'_>, mut written: impl FnMut(usize)) -> io::Result<u64> {
+    let pipe = Pipe::new()?;
+    let mut total = 0u64;
+    loop {
+        // The pipe is empty here: a would-block can only be the socket's.
+        let n = loop {
+            from.ready(Interest::READABLE).await?;
+            match from.try_io(Interest::READABLE, || splice(from.fd(), pipe.write.as_raw_fd(), CHUNK)) {
+                Ok(n) => break n,
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+        };
+        if n == 0 {
+            to.shutdown_write()?;
+            return Ok(total);
+        }
+        let mut left = n;
+        while left > 0 {
+            to.ready(Interest::WRITABLE).await?;
+            match to.try_io(Interest::WRITABLE, || splice(pipe.read.as_raw_fd(), to.fd(), left)) {
+                Ok(moved) => {
+                    left -= moved;
+                    total += moved as u64;
+                    written(moved);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+}
+
+/// Relays both ways between two plain sockets with [`splice_one_way`],
+/// until both directions have ended. Returns the bytes moved each way
+/// (`a` to `b`, `b` to `a`).
+///
+/// # Errors
+/// The first failure of either direction.
+pub async fn splice_both_ways(a: SocketRef<'_>, b: SocketRef<'_>) -> io::Result<(u64, u64)> {
+    tokio::try_join!(splice_one_way(a, b, |_| ()), splice_one_way(b, a, |_| ()))
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A connected pair of TCP sockets on loopback.
+    async fn pair() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn spliced_bytes_arrive_whole_and_half_closes_pass_through() {
+        // client ⇄ [proxy_in ⇄ splice ⇄ proxy_out] ⇄ backend
+        let (mut client, proxy_in) = pair().await;
+        let (proxy_out, mut backend) = pair().await;
+        let relay =
+            tokio::spawn(
+                async move { splice_both_ways(proxy_in.socket().unwrap(), proxy_out.socket().unwrap()).await },
+            );
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let sent = data.clone();
+        let writer = tokio::spawn(async move {
+            client.write_all(&sent).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut back = Vec::new();
+            client.read_to_end(&mut back).await.unwrap();
+            back
+        });
+        let mut received = Vec::new();
+        backend.read_to_end(&mut received).await.unwrap();
+        assert!(received == data, "the bytes differ");
+        backend.write_all(b"and back").await.unwrap();
+        backend.shutdown().await.unwrap();
+        assert_eq!(writer.await.unwrap(), b"and back");
+        let (forward, backward) = relay.await.unwrap().unwrap();
+        assert_eq!((forward, backward), (data.len() as u64, 8));
+    }
+}
