@@ -47,6 +47,8 @@ pub struct FrameDecoder {
     codec: MessageCodec,
     /// Set once the stream stops being the protocol; later bytes are raw.
     broken: Option<String>,
+    /// The header of the message being decoded, as sent.
+    header: Option<Vec<u8>>,
 }
 
 impl FrameDecoder {
@@ -55,6 +57,7 @@ impl FrameDecoder {
             buf: BytesMut::new(),
             codec: MessageCodec::new().with_max_content_len(max_content_len),
             broken: None,
+            header: None,
         }
     }
 
@@ -73,14 +76,17 @@ impl FrameDecoder {
         self.buf.extend_from_slice(bytes);
         let mut frames = Vec::new();
         loop {
-            let header_len = match self.buf.get(..2) {
-                Some(prefix) => usize::from(u16::from_be_bytes([prefix[0], prefix[1]])),
-                None => return Ok(frames),
-            };
-            let header = self.buf.get(2..2 + header_len).map(<[u8]>::to_vec);
+            // The codec takes a message's header off the buffer as soon as
+            // it is whole, content or not: keep its text before it goes.
+            if !self.codec.is_mid_message()
+                && let Some(prefix) = self.buf.get(..2)
+            {
+                let header_len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
+                self.header = self.buf.get(2..2 + header_len).map(<[u8]>::to_vec);
+            }
             match self.codec.decode(&mut self.buf) {
                 Ok(Some(message)) => {
-                    let header = header.expect("a decoded message had its header");
+                    let header = self.header.take().unwrap_or_default();
                     let mut wire = Vec::with_capacity(2 + header.len() + message.content.len());
                     wire.extend_from_slice(&u16::try_from(header.len()).unwrap_or(u16::MAX).to_be_bytes());
                     wire.extend_from_slice(&header);
