@@ -32,6 +32,8 @@
 //!   log-line caps.
 //! - [`client`]: the clients: app request/response, echo, multi-connection, relay.
 //! - [`bench`](mod@bench): the load generator: app and echo load, reports, plots.
+//! - [`broker`]: publish/subscribe over the protocol, with bounded
+//!   subscriber outboxes.
 //! - [`check`]: the conformance checker: a catalogue of cases any server of
 //!   the protocol can be run against.
 //! - [`proxy`]: a relay that decodes the protocol both ways, records
@@ -45,6 +47,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod broker;
 pub mod check;
 pub mod client;
 pub mod deadline;

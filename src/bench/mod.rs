@@ -7,9 +7,11 @@
 //! - [`report`]: the numbers, as text, JSON, and an SVG plot.
 
 pub mod app;
+pub mod broker;
 pub mod echo;
 pub mod plot;
 pub mod report;
+pub mod resp;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -48,6 +48,26 @@ pub fn content_length() -> impl Fn(&str) -> Result<u64, String> + Clone + Send +
     whole(0, MAX_CONTENT_LENGTH)
 }
 
+/// Parses a size in bytes, with an optional `k`, `m` or `g` (powers of
+/// 1024, as Redis reads them): `32m`, `8192`, `1g`. At most 1 TiB.
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').unwrap_or(&lower);
+    let (digits, unit) = match lower.chars().last() {
+        Some('k') => (&lower[..lower.len() - 1], 1u64 << 10),
+        Some('m') => (&lower[..lower.len() - 1], 1 << 20),
+        Some('g') => (&lower[..lower.len() - 1], 1 << 30),
+        _ => (lower, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| *n <= 1 << 40)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| format!("'{text}' is not a size (like 8192, 64k, 32m or 1g; at most 1 TiB)"))
+}
+
 /// The parser of every whole-number flag, so each says the same thing when
 /// a number is out of its range.
 pub fn whole(min: u64, max: u64) -> impl Fn(&str) -> Result<u64, String> + Clone + Send + Sync + 'static {

@@ -14,6 +14,7 @@ use tracing::warn;
 
 use sockets::app::{CLIENT_BINARY_TYPE, SEARCH, SearchTable, client_request, respond, result_message};
 use sockets::bench::app::{AppBench, Mode};
+use sockets::bench::broker::{BrokerBench, Flavor};
 use sockets::bench::echo::EchoBench;
 use sockets::bench::report::{ErrorTable, HandshakeReport, LatencySummary, Report};
 use sockets::bench::{self, Counters, Limit, Timeline, plot};
@@ -40,6 +41,42 @@ pub enum BenchTarget {
     #[command(override_usage = "sockets bench echo [OPTIONS] <HOST> <PORT>\n       \
                                 sockets bench echo [OPTIONS] --unix <PATH>")]
     Echo(BenchEchoArgs),
+    /// Publish/subscribe fan-out: messages delivered per second and
+    /// delivery latency (publish sent → message received) for N
+    /// subscribers of `sockets broker`, or of redis-server with --redis.
+    #[command(override_usage = "sockets bench broker [OPTIONS] <HOST> <PORT>\n       \
+                                sockets bench broker [OPTIONS] --unix <PATH>")]
+    Broker(BenchBrokerArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchBrokerArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Subscribers, each on a connection of its own (1 to 100000).
+    #[arg(short, long, value_name = "N", default_value_t = 100, value_parser = whole(1, 100_000))]
+    pub subscribers: u64,
+    /// Messages to publish (1 to 1000000000).
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 10_000, value_parser = whole(1, 1_000_000_000))]
+    pub messages: u64,
+    /// Bytes per message (16 to 1048576).
+    #[arg(long, value_name = "BYTES", default_value_t = 64, value_parser = whole(16, 1 << 20))]
+    pub message_size: u64,
+    /// Publishes in flight (sent, not yet answered), at most (1 to 100000).
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = whole(1, 100_000))]
+    pub window: u64,
+    /// The channel.
+    #[arg(long, value_name = "NAME", default_value = "bench")]
+    pub channel: String,
+    /// The server is redis-server: speak its protocol (SUBSCRIBE, PUBLISH).
+    #[arg(long)]
+    pub redis: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Load-generator threads (1 to 256).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = whole(1, 256))]
+    pub threads: u64,
 }
 
 impl BenchTarget {
@@ -47,12 +84,14 @@ impl BenchTarget {
         match self {
             BenchTarget::App(args) => args.common.threads as usize,
             BenchTarget::Echo(args) => args.common.threads as usize,
+            BenchTarget::Broker(args) => args.threads as usize,
         }
     }
 
     pub fn name(&self) -> &'static str {
         match self {
             BenchTarget::App(_) => "app",
+            BenchTarget::Broker(_) => "broker",
             BenchTarget::Echo(_) => "echo",
         }
     }
@@ -153,8 +192,33 @@ pub async fn run(args: BenchArgs) -> Result<ExitCode> {
     let report = match args.target {
         BenchTarget::App(args) => run_app(args, stop).await?,
         BenchTarget::Echo(args) => run_echo(args, stop).await?,
+        BenchTarget::Broker(args) => return run_broker(args, stop).await,
     };
     Ok(if report.error_total() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+async fn run_broker(args: BenchBrokerArgs, stop: CancellationToken) -> Result<ExitCode> {
+    let (endpoint, _) = args.target.split([], 0)?;
+    let config = BrokerBench {
+        connector: args.target.connector(endpoint)?,
+        flavor: if args.redis { Flavor::Redis } else { Flavor::Ours },
+        subscribers: args.subscribers as usize,
+        messages: args.messages,
+        message_size: args.message_size as usize,
+        window: args.window as usize,
+        channel: args.channel,
+    };
+    let report = bench::broker::run(config, stop).await?;
+    if args.json {
+        print_line(&serde_json::to_string_pretty(&report)?)?;
+    } else {
+        print_line(report.to_string().trim_end())?;
+    }
+    Ok(if report.lost == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

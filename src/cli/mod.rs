@@ -5,6 +5,7 @@ mod app_client;
 mod app_server;
 mod args;
 mod bench;
+mod broker;
 mod cert;
 mod check;
 mod connect;
@@ -58,6 +59,15 @@ pub enum Command {
     /// already received, and exits 0.
     #[command(after_long_help = server_args::PRODUCTION_HELP)]
     AppServer(app_server::AppServerArgs),
+    /// A publish/subscribe broker over the application protocol: subscribe,
+    /// unsubscribe and publish actions (and search and binary requests, as
+    /// app-server answers them).
+    ///
+    /// Prints the address it listens on as the first line of stdout. A
+    /// subscriber that falls too far behind (--subscriber-limit) is
+    /// disconnected; nobody else waits for it. See docs/PROTOCOL.md §9.
+    #[command(after_long_help = server_args::PRODUCTION_HELP)]
+    Broker(broker::BrokerArgs),
     /// Send one application request and print the response, as the guide's client does.
     ///
     /// ACTION `search` sends a JSON search request for VALUE; any other action
@@ -149,6 +159,7 @@ impl Command {
     fn worker_threads(&self) -> Option<usize> {
         match self {
             Command::AppServer(args) => args.server.threads(),
+            Command::Broker(args) => args.server.threads(),
             Command::EchoServer(args) | Command::MulticonnServer(args) => args.server.threads(),
             Command::AppClient(_) | Command::Resolve(_) | Command::Connect(_) => Some(1),
             Command::EchoClient(_) | Command::MulticonnClient(_) => None,
@@ -162,6 +173,7 @@ impl Command {
     pub fn path(&self) -> Vec<&'static str> {
         match self {
             Command::AppServer(_) => vec!["app-server"],
+            Command::Broker(_) => vec!["broker"],
             Command::AppClient(_) => vec!["app-client"],
             Command::EchoServer(_) => vec!["echo-server"],
             Command::EchoClient(_) => vec!["echo-client"],
@@ -188,6 +200,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::AppServer(args) => app_server::run(args).await,
+            Command::Broker(args) => broker::run(args).await,
             Command::AppClient(args) => app_client::run(args).await,
             Command::EchoServer(args) | Command::MulticonnServer(args) => echo_server::run(args).await,
             Command::EchoClient(args) => echo_client::run(args).await,

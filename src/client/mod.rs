@@ -3,6 +3,7 @@
 //! and the interactive relay behind `sockets connect` ([`relay`]). All are
 //! generic over the stream or socket, so every transport shares them.
 
+pub mod chat;
 pub mod echo;
 pub mod multiconn;
 pub mod relay;

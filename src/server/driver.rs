@@ -265,6 +265,20 @@ where
         self.codec.encode(message, &mut self.output)
     }
 
+    /// Queues messages already encoded (made once for many connections,
+    /// as a broker's published messages are), growing the output once.
+    pub fn queue_encoded(&mut self, messages: &[bytes::Bytes]) {
+        self.output.reserve(messages.iter().map(bytes::Bytes::len).sum());
+        for message in messages {
+            self.output.extend_from_slice(message);
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending_output(&self) -> usize {
+        self.output.len()
+    }
+
     /// Writes all queued output. A write that makes no progress for the
     /// idle timeout ends the connection.
     ///
@@ -304,7 +318,11 @@ where
         // so an evicted connection frees its share at once.
         self.input = BytesMut::new();
         let _ = self.budget.set(0);
-        if matches!(reason, CloseReason::Io(_) | CloseReason::WriteStalled(_)) {
+        // A peer that cannot take what is queued is not waited for.
+        if matches!(
+            reason,
+            CloseReason::Io(_) | CloseReason::WriteStalled(_) | CloseReason::OutputLimit(_)
+        ) {
             self.count_answers(Instant::now());
             return reason;
         }

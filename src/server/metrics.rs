@@ -60,7 +60,7 @@ impl CloseReason {
             CloseReason::RequestTimeout(_) => 3,
             CloseReason::WriteStalled(_) => 4,
             CloseReason::BadFrame(_) => 5,
-            CloseReason::OverBudget(_) => 6,
+            CloseReason::OverBudget(_) | CloseReason::OutputLimit(_) => 6,
             CloseReason::Shutdown | CloseReason::Draining => 7,
             CloseReason::Io(_) => 8,
             CloseReason::TlsHandshake(_) => 9,

@@ -165,6 +165,8 @@ pub enum CloseReason {
     Denied,
     /// The server is draining: a balancer's health check is failed on purpose.
     Draining,
+    /// A subscriber fell too far behind the messages published to it.
+    OutputLimit(String),
     /// The connection failed (reset, broken pipe, ...).
     Io(std::io::Error),
 }
@@ -194,6 +196,7 @@ impl fmt::Display for CloseReason {
             CloseReason::ProxyHeader(why) => write!(f, "PROXY header refused: {}", Escaped::str(why)),
             CloseReason::Denied => f.write_str("denied by --allow/--deny"),
             CloseReason::Draining => f.write_str("draining: the balancer's health check fails until the server stops"),
+            CloseReason::OutputLimit(why) => write!(f, "subscriber output limit: {why}"),
             CloseReason::Io(error) => write!(f, "connection error: {error}"),
         }
     }

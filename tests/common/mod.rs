@@ -471,7 +471,12 @@ pub struct Vector {
 /// The byte-exact test vectors, vendored in `tests/vectors/messages.json`
 /// (`tests/vectors.rs` checks the copy against the shared original).
 pub fn vectors() -> Vec<Vector> {
-    let path = repo_path(VECTORS);
+    vectors_from(VECTORS)
+}
+
+/// The vectors of a file in the same format (`tests/vectors/broker.json`).
+pub fn vectors_from(relative: &str) -> Vec<Vector> {
+    let path = repo_path(relative);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
     let vectors: Vec<Vector> = json["vectors"]
@@ -486,8 +491,8 @@ pub fn vectors() -> Vec<Vector> {
         })
         .collect();
     assert!(
-        vectors.len() >= 20,
-        "expected the full vector set, found {}",
+        vectors.len() >= 10,
+        "expected a vector set in {relative}, found {}",
         vectors.len()
     );
     vectors
