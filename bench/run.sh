@@ -3,14 +3,14 @@
 #   bash bench/run.sh            # 10 s per measurement
 #   DURATION=3 bash bench/run.sh # quicker, noisier
 #   SECTIONS="tls echo" bash bench/run.sh   # only some sections: persistent,
-#                                           # oneshot, latency, memory, echo, tls, deploy
+#                                           # oneshot, latency, memory, echo, tls, deploy, broker
 # Installs what it needs (iperf3, redis, python3), builds the release binary,
 # and prints a Markdown report on stdout. Every server and client here runs on
 # loopback and shares the machine's cores unless a line says it is pinned.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
-SECTIONS=${SECTIONS:-persistent oneshot latency memory echo tls deploy}
+SECTIONS=${SECTIONS:-persistent oneshot latency memory echo tls deploy broker}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 ROOT=$(pwd)
 S="$ROOT/target/release/sockets"
@@ -365,4 +365,51 @@ for load in persistent oneshot; do
 done
 echo
 kill "$HAPROXY_PID" "$ONE_PID" "$TWO_PID" "$DIRECT_PID" 2>/dev/null || true
+fi
+
+# 8. Broker: fan-out to 100 subscribers, ours against redis-server
+# PUBLISH/SUBSCRIBE, both single-threaded, the same load generator speaking
+# each one's protocol; server CPU per delivered message from /proc.
+if want broker; then
+echo "## Broker: publish/subscribe fan-out, 100 subscribers"
+echo
+start broker "$S" broker -q 127.0.0.1 0 --threads 1
+BROKER_PORT=$PORT; BROKER_PID=$LAST_PID
+REDIS_PORT=$(free_port)
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+  --client-output-buffer-limit "pubsub 0 0 0" > "$WORK/redis-broker.log" 2>&1 &
+PIDS+=($!); REDIS_PID=$!
+for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping > /dev/null 2>&1 && break; sleep 0.05; done
+MESSAGES=$((DURATION * 20000))
+echo "\`bench broker -s 100 -n $MESSAGES --message-size 32\`, one publisher with a window of 64 unanswered publishes; best of 2."
+echo
+echo "| server | delivered/s | p50 µs | p99 µs | server CPU ns / delivery | vs redis |"
+echo "|---|---|---|---|---|---|"
+declare -A delivered=() cpu=() p50=() p99=()
+for server in redis ours; do
+  case $server in
+    ours) port=$BROKER_PORT; pid=$BROKER_PID; extra=() ;;
+    redis) port=$REDIS_PORT; pid=$REDIS_PID; extra=(--redis) ;;
+  esac
+  best=0
+  for _ in 1 2; do
+    before=$(cpu_ticks "$pid")
+    "$S" bench broker 127.0.0.1 "$port" -s 100 -n "$MESSAGES" --message-size 32 "${extra[@]}" --json > "$WORK/broker.json"
+    after=$(cpu_ticks "$pid")
+    rate=$(json 'round(d["delivered_per_second"])' < "$WORK/broker.json")
+    if [ "$rate" -gt "$best" ]; then
+      best=$rate
+      count=$(json 'd["delivered"]' < "$WORK/broker.json")
+      cpu[$server]=$(python3 -c "print(round(($after - $before) * 1e9 / $(getconf CLK_TCK) / $count))")
+      p50[$server]=$(json 'round(d["latency_us"]["p50"])' < "$WORK/broker.json")
+      p99[$server]=$(json 'round(d["latency_us"]["p99"])' < "$WORK/broker.json")
+    fi
+  done
+  delivered[$server]=$best
+done
+for server in redis ours; do
+  echo "| $server | ${delivered[$server]} | ${p50[$server]} | ${p99[$server]} | ${cpu[$server]} | $(ratio "${delivered[$server]}" "${delivered[redis]}") (CPU $(ratio "${cpu[$server]}" "${cpu[redis]}")) |"
+done
+echo
+kill "$BROKER_PID" "$REDIS_PID" 2>/dev/null || true
 fi

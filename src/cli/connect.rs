@@ -12,6 +12,7 @@ use sockets::client::relay::{relay_datagrams, relay_stream};
 use sockets::transport::connect::connect_datagram;
 
 use super::args::parse_positive_seconds;
+use super::fan_out::FanOutArgs;
 use super::target::TargetArgs;
 
 #[derive(Debug, Args)]
@@ -35,6 +36,8 @@ pub struct ConnectArgs {
     /// With --udp: after input ends, wait this long for further replies.
     #[arg(long, value_name = "SECONDS", requires = "udp", default_value = "1", value_parser = parse_positive_seconds, allow_negative_numbers = true)]
     pub linger: Duration,
+    #[command(flatten, next_help_heading = "Many responders (UDP)")]
+    pub fan_out: FanOutArgs,
 }
 
 pub async fn run(args: ConnectArgs) -> Result<ExitCode> {
@@ -54,6 +57,11 @@ pub async fn run(args: ConnectArgs) -> Result<ExitCode> {
         debug!("sent {} lines, received {} messages", summary.sent, summary.received);
         return Ok(ExitCode::SUCCESS);
     }
+    if args.udp
+        && let Some((target, fan_out)) = args.fan_out.target(&endpoint).await?
+    {
+        return relay_many(target, &fan_out, args.linger, stdin, stdout).await;
+    }
     let (sent, received) = if args.udp {
         let socket = connect_datagram(&endpoint, timeout).await?;
         relay_datagrams(&socket, stdin, stdout, args.linger).await
@@ -63,5 +71,49 @@ pub async fn run(args: ConnectArgs) -> Result<ExitCode> {
     }
     .with_context(|| format!("relaying to {endpoint}"))?;
     debug!("sent {sent}, received {received}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends each chunk of input as a datagram to a group or broadcast address;
+/// writes every reply to the output, and says on stderr who answered.
+async fn relay_many(
+    target: std::net::SocketAddr,
+    fan_out: &sockets::transport::multicast::FanOut,
+    linger: Duration,
+    mut input: impl tokio::io::AsyncRead + Unpin,
+    mut output: impl tokio::io::AsyncWrite + Unpin,
+) -> Result<ExitCode> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = sockets::transport::multicast::open_sender(target, fan_out)
+        .with_context(|| format!("opening a socket to {target}"))?;
+    let (mut chunk, mut reply) = (vec![0u8; 65_507], vec![0u8; 65_536]);
+    let mut responders = std::collections::BTreeMap::new();
+    let mut until: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            read = input.read(&mut chunk), if until.is_none() => match read.context("reading standard input")? {
+                0 => until = Some(tokio::time::Instant::now() + linger),
+                n => {
+                    socket.send_to(&chunk[..n], target).await.with_context(|| format!("sending to {target}"))?;
+                }
+            },
+            received = socket.recv_from(&mut reply) => match received {
+                Ok((n, from)) => {
+                    *responders.entry(sockets::transport::canonical(from)).or_insert(0u64) += 1;
+                    output.write_all(&reply[..n]).await?;
+                    output.flush().await?;
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                Err(error) => return Err(error).context("receiving"),
+            },
+            () = tokio::time::sleep_until(until.unwrap_or_else(tokio::time::Instant::now)), if until.is_some() => break,
+        }
+    }
+    let listed: Vec<String> = responders.iter().map(|(addr, n)| format!("{addr} ({n})")).collect();
+    super::say(&format!(
+        "{} responder(s) to {target}: {}",
+        responders.len(),
+        listed.join(", ")
+    ));
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,8 @@ use sockets::client::echo::{echo_datagram, echo_stream};
 use sockets::python_repr::BytesRepr;
 use sockets::transport::connect::connect_datagram;
 
-use super::args::whole;
+use super::args::{parse_positive_seconds, whole};
+use super::fan_out::FanOutArgs;
 use super::print_line;
 use super::target::TargetArgs;
 
@@ -39,6 +40,12 @@ pub struct EchoClientArgs {
     #[arg(long, value_name = "BYTES", requires = "udp", default_value_t = 65536,
           value_parser = whole(1, 1 << 24))]
     pub buffer_size: u64,
+    /// With --udp to many responders (--broadcast, or a multicast group):
+    /// how long to collect their answers.
+    #[arg(long, value_name = "SECONDS", requires = "udp", default_value = "1", value_parser = parse_positive_seconds, allow_negative_numbers = true)]
+    pub linger: std::time::Duration,
+    #[command(flatten, next_help_heading = "Many responders (UDP)")]
+    pub fan_out: FanOutArgs,
 }
 
 pub async fn run(args: EchoClientArgs) -> Result<ExitCode> {
@@ -56,6 +63,11 @@ pub async fn run(args: EchoClientArgs) -> Result<ExitCode> {
         (None, None) => b"Hello, world".to_vec(),
     };
     let timeout = args.target.timeout();
+    if args.udp
+        && let Some((target, fan_out)) = args.fan_out.target(&endpoint).await?
+    {
+        return ask_many(target, &fan_out, &payload, args.linger, args.buffer_size as usize).await;
+    }
     let received = if args.udp {
         let socket = connect_datagram(&endpoint, timeout).await?;
         echo_datagram(
@@ -87,6 +99,53 @@ pub async fn run(args: EchoClientArgs) -> Result<ExitCode> {
             payload.len(),
             received.len()
         ));
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sends once to a group or broadcast address, and lists every responder
+/// with what it sent back. Exits 0 when at least one answered and every
+/// answer is the message sent.
+async fn ask_many(
+    target: std::net::SocketAddr,
+    fan_out: &sockets::transport::multicast::FanOut,
+    payload: &[u8],
+    linger: std::time::Duration,
+    buffer_size: usize,
+) -> Result<ExitCode> {
+    use sockets::transport::multicast::{ask_all, open_sender};
+    let socket = open_sender(target, fan_out).with_context(|| format!("opening a socket to {target}"))?;
+    let responses = ask_all(&socket, target, payload, linger, buffer_size, 100_000)
+        .await
+        .with_context(|| match (fan_out.broadcast, target.ip().is_multicast()) {
+            (false, false) => format!("sending to {target} (add --broadcast for a broadcast address)"),
+            _ => format!("sending to {target}"),
+        })?;
+    let mut all_echoed = true;
+    for (responder, replies) in &responses {
+        for reply in replies {
+            let shown = if reply.len() <= PRINT_LIMIT {
+                BytesRepr(reply).to_string()
+            } else {
+                format!("{} bytes", reply.len())
+            };
+            print_line(&format!("Received {shown} from {responder}"))?;
+            all_echoed &= reply == payload;
+        }
+    }
+    let answers: usize = responses.values().map(Vec::len).sum();
+    print_line(&format!(
+        "{answers} answer(s) from {} responder(s) to {target} within {}",
+        responses.len(),
+        sockets::display_duration(linger)
+    ))?;
+    if responses.is_empty() {
+        super::say(&format!("error: nobody answered {target}"));
+        return Ok(ExitCode::FAILURE);
+    }
+    if !all_echoed {
+        super::say("error: an answer differs from what was sent");
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

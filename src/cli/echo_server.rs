@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+use std::net::SocketAddr;
+
 use anyhow::{Context, Result};
 use clap::Args;
 use tracing::info;
@@ -10,6 +12,7 @@ use tracing::info;
 use sockets::echo::EchoHandler;
 use sockets::echo::datagram::{self, DEFAULT_PEER_RATE, DatagramConfig};
 use sockets::transport::listen::bind_udp;
+use sockets::transport::multicast::{Interface, join_group};
 use sockets::transport::unix::BoundUnixDatagram;
 use sockets::transport::{self, ListenAddr};
 
@@ -44,6 +47,16 @@ pub struct EchoServerArgs {
         value_parser = whole(0, 10_000_000)
     )]
     pub peer_rate: u64,
+    /// With --udp: join this multicast group (IPv4 224.0.0.0/4 or IPv6
+    /// ff00::/8) and echo what is sent to it. The server then listens on
+    /// PORT on every interface (HOST is not used), sharing the port with
+    /// other members on this host, and answers from its own address.
+    #[arg(long, value_name = "GROUP", requires = "udp", conflicts_with = "unix")]
+    pub multicast: Option<std::net::IpAddr>,
+    /// With --multicast: the interface to join on, an IPv4 address or a
+    /// name (eth0) [default: the route to the group].
+    #[arg(long, value_name = "IFACE", requires = "multicast")]
+    pub interface: Option<Interface>,
     // Last: its TLS and deployment headings would otherwise take the flags above.
     #[command(flatten)]
     pub server: ServerArgs,
@@ -76,6 +89,14 @@ pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {
             // Nothing to reload, but SIGHUP must not end the server.
             reload_on_hangup(hangup, Vec::new(), "nothing for --udp");
             datagram::serve(&bound.socket, config, shutdown).await?;
+        }
+        ListenAddr::Tcp { port, .. } if args.multicast.is_some() => {
+            let group = args.multicast.expect("checked");
+            let socket = join_group(group, port, args.interface.as_ref().unwrap_or(&Interface::Default))?;
+            let bound = socket.local_addr().context("reading the bound address")?;
+            let (shutdown, hangup) = announce(&[SocketAddr::new(group, bound.port()).to_string()], None);
+            reload_on_hangup(hangup, Vec::new(), "nothing for --udp");
+            datagram::serve(&socket, config, shutdown).await?;
         }
         ListenAddr::Tcp { host, port } => {
             let socket = bind_udp(&host, port).await?;

@@ -11,6 +11,7 @@ mod check;
 mod connect;
 mod echo_client;
 mod echo_server;
+mod fan_out;
 pub mod logging;
 mod multiconn_client;
 mod proxy;

@@ -244,6 +244,14 @@ pub async fn connect_udp(host: &str, port: u16, timeout: Option<Duration>) -> Re
         };
         match socket.connect(addr).await {
             Ok(()) => return Ok(socket),
+            // What the system says for a broadcast address without SO_BROADCAST.
+            Err(error) if error.kind() == std::io::ErrorKind::PermissionDenied => failures.push((
+                addr,
+                std::io::Error::new(
+                    error.kind(),
+                    "permission denied (for a broadcast address, add --broadcast)",
+                ),
+            )),
             Err(error) => failures.push((addr, error)),
         }
     }

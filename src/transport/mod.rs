@@ -6,6 +6,7 @@ pub mod activation;
 pub mod connect;
 pub mod datagram;
 pub mod listen;
+pub mod multicast;
 pub mod proxy;
 pub mod resolve;
 pub mod splice;

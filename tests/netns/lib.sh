@@ -5,6 +5,9 @@
 #                          veth pair (10.231.0.0/24), and a server host per
 #                          argument, each joined to the balancer by its own
 #                          pair (10.231.N.0/24)
+#   netns_lan HOST...      hosts on one switched LAN (a bridge in a host of
+#                          its own): HOST gets 10.232.0.N/24 and fd32::N/64,
+#                          N its position from 1; multicast routes to the LAN
 #   ns_exec HOST CMD...    runs CMD on a host (client, balancer, serverN);
 #                          to signal a background process later, start it
 #                          with `ip netns exec "$(ns_name HOST)" CMD &`
@@ -92,6 +95,29 @@ netns_topology() {
     link balancer "10.231.$n.1" "server$n" "10.231.$n.2"
   done
 }
+
+netns_lan() {
+  add_host switch
+  ip -n "$(ns_name switch)" link add br0 type bridge
+  ip -n "$(ns_name switch)" link set br0 up
+  local n=0 host
+  for host in "$@"; do
+    n=$((n + 1))
+    add_host "$host"
+    local if_host="${prefix}l${n}h" if_port="${prefix}l${n}p"
+    ip link add "$if_host" netns "$(ns_name "$host")" type veth peer name "$if_port" netns "$(ns_name switch)"
+    ip -n "$(ns_name switch)" link set "$if_port" master br0
+    ip -n "$(ns_name switch)" link set "$if_port" up
+    ip -n "$(ns_name "$host")" addr add "10.232.0.$n/24" broadcast 10.232.0.255 dev "$if_host"
+    ip -n "$(ns_name "$host")" -6 addr add "fd32::$n/64" dev "$if_host" nodad
+    ip -n "$(ns_name "$host")" link set "$if_host" up
+    ip -n "$(ns_name "$host")" route add 224.0.0.0/4 dev "$if_host"
+    ip -n "$(ns_name "$host")" -6 route add ff00::/8 dev "$if_host" table local 2>/dev/null || true
+    lan_if[$host]=$if_host
+  done
+}
+
+declare -A lan_if
 
 track_pid() { pids+=("$1"); }
 
