@@ -114,7 +114,7 @@ fn write_char(f: &mut fmt::Formatter<'_>, c: char) -> fmt::Result {
 /// what is shown: C0 and C1 controls, DEL, and the Unicode bidirectional
 /// overrides and isolates ("Trojan Source", CVE-2021-42574), line and
 /// paragraph separators.
-fn is_unsafe(c: char) -> bool {
+pub(crate) fn is_unsafe(c: char) -> bool {
     c.is_control()
         || matches!(
             c,

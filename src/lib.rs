@@ -41,6 +41,8 @@
 //! - [`escape`]: peer-supplied text made safe for logs and terminals.
 //! - [`deadline`]: optional time limits (every timeout allows "no limit").
 //! - [`python_repr`]: Python's `repr(bytes)`, which the guide's programs print.
+//! - `invariants` (hidden): the properties the fuzz targets and their
+//!   regression tests assert.
 //!
 //! The command-line interface lives in the binary (`src/cli`), which is the
 //! only place that knows about clap, signals or exit codes.
@@ -53,6 +55,8 @@ pub mod client;
 pub mod deadline;
 pub mod echo;
 pub mod escape;
+#[doc(hidden)]
+pub mod invariants;
 pub mod protocol;
 pub mod proxy;
 pub mod python_repr;

@@ -44,3 +44,20 @@ fn connect_over_a_unix_socket() {
     assert!(output.status.success(), "{}", describe(&["connect", "--unix"], &output));
     assert_eq!(output.stdout, b"through a unix socket\n");
 }
+
+#[test]
+fn connect_gives_up_on_a_server_that_stops_reading() {
+    // A listener that accepts (the kernel does) and never reads: once both
+    // socket buffers are full, every write waits. It used to wait forever.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let input = vec![0u8; 32 * 1024 * 1024];
+    let started = std::time::Instant::now();
+    let output = run_cli_with_input(&["connect", "-w", "1", "127.0.0.1", &port], Some(&input));
+    let took = started.elapsed();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&["connect"], &output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("timed out after 1s"), "{stderr}");
+    assert!(took < std::time::Duration::from_secs(10), "took {took:?}");
+    drop(listener);
+}

@@ -353,13 +353,35 @@ struct IncomingRequest<'a> {
 
 /// The search value of a JSON request, or what is wrong with it.
 fn parse_search(text: &str) -> Result<Cow<'_, str>, AppError> {
-    if let Some((action, value)) = parse_canonical_request(text) {
-        return if action == SEARCH {
-            Ok(Cow::Borrowed(value))
-        } else {
-            Err(AppError::InvalidAction(clip(action)))
-        };
+    match parse_canonical_request(text) {
+        Some((action, value)) if action == SEARCH => Ok(Cow::Borrowed(value)),
+        Some((action, _)) => Err(AppError::InvalidAction(clip(action))),
+        None => parse_any_search(text),
     }
+}
+
+/// For [`crate::invariants`]: where [`parse_canonical_request`] answers,
+/// [`parse_any_search`] gives the same request or the same error.
+pub(crate) fn request_parsers_agree(text: &str) -> Result<(), String> {
+    if parse_canonical_request(text).is_none() {
+        return Ok(());
+    }
+    let (fast, any) = (parse_search(text), parse_any_search(text));
+    let same = match (&fast, &any) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(a), Err(b)) => a.to_string() == b.to_string(),
+        _ => false,
+    };
+    if same {
+        Ok(())
+    } else {
+        Err(format!("request {text:?}: fast path {fast:?}, serde_json {any:?}"))
+    }
+}
+
+/// Reads any `search` request the protocol allows, with errors that name
+/// what is wrong.
+fn parse_any_search(text: &str) -> Result<Cow<'_, str>, AppError> {
     if !starts_as_object(text) {
         return Err(match serde_json::from_str::<IgnoredAny>(text) {
             Ok(_) => AppError::NotObject,

@@ -21,7 +21,7 @@ pub struct ConnectArgs {
     pub target: TargetArgs,
     /// Datagrams instead of a stream: each chunk of input is sent as one
     /// datagram (UDP, or Unix datagram with --unix).
-    #[arg(short = 'u', long, visible_alias = "datagram", conflicts_with_all = ["tls", "tls_ca", "tls_server_name", "tls_cert", "insecure", "send_proxy"])]
+    #[arg(short = 'u', long, visible_alias = "datagram", conflicts_with_all = ["tls", "tls_ca", "tls_server_name", "tls_cert", "insecure", "send_proxy", "keepalive"])]
     pub udp: bool,
     /// Chat through a `sockets broker`: each line of input is published on
     /// --channel, and every message on the channel is printed.

@@ -26,7 +26,7 @@ pub struct EchoClientArgs {
     #[arg(value_name = "MESSAGE")]
     pub message: Option<String>,
     /// Send one datagram (UDP, or Unix datagram with --unix) instead of a stream.
-    #[arg(short = 'u', long, visible_alias = "datagram", conflicts_with_all = ["tls", "tls_ca", "tls_server_name", "tls_cert", "insecure", "send_proxy"])]
+    #[arg(short = 'u', long, visible_alias = "datagram", conflicts_with_all = ["tls", "tls_ca", "tls_server_name", "tls_cert", "insecure", "send_proxy", "keepalive"])]
     pub udp: bool,
     /// Send the contents of FILE (`-` for standard input) instead of MESSAGE.
     #[arg(long, value_name = "FILE", conflicts_with = "message")]

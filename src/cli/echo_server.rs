@@ -32,7 +32,7 @@ pub struct EchoServerArgs {
         visible_alias = "datagram",
         conflicts_with_all = [
             "max_connections", "idle_timeout", "shutdown_timeout", "backlog", "tls_cert", "proxy_protocol",
-            "allow", "deny", "metrics", "reuse_port", "threads"
+            "allow", "deny", "metrics", "reuse_port", "threads", "keepalive"
         ]
     )]
     pub udp: bool,

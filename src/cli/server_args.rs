@@ -86,6 +86,12 @@ pub struct ServerArgs {
         value_parser = whole(1, 65535)
     )]
     pub backlog: u64,
+    /// TCP keepalive (1 to 32767): after this long with nothing received,
+    /// probe the client every SECONDS and close the connection after 3
+    /// unanswered probes, so that a client whose host vanished is noticed
+    /// even with --idle-timeout 0 (default: off).
+    #[arg(long, value_name = "SECONDS", value_parser = whole(1, 32767))]
+    pub keepalive: Option<u64>,
     /// Runtime worker threads, 1 to 1024 (default: one per CPU core).
     #[arg(long, value_name = "N", value_parser = whole(1, 1024))]
     pub threads: Option<u64>,
@@ -179,6 +185,11 @@ pub struct DeploymentArgs {
 }
 
 impl ServerArgs {
+    /// The keepalive idle time asked for.
+    pub fn keepalive(&self) -> Option<std::time::Duration> {
+        self.keepalive.map(std::time::Duration::from_secs)
+    }
+
     /// Worker threads asked for; `None` for one per core.
     pub fn threads(&self) -> Option<usize> {
         self.threads.map(|n| n as usize)
@@ -262,12 +273,22 @@ impl ServerArgs {
                     "Serving {} socket(s) passed by the service manager (HOST, PORT and --unix are not used)",
                     listeners.len()
                 );
+                if let Some(idle) = self.keepalive() {
+                    for listener in &listeners {
+                        if let Listener::Tcp(tcp) = listener {
+                            socket2::SockRef::from(tcp)
+                                .set_tcp_keepalive(&transport::keepalive(idle))
+                                .context("setting --keepalive on a passed socket")?;
+                        }
+                    }
+                }
                 listeners
             }
             None => {
                 let options = ListenOptions {
                     backlog: self.backlog as u32,
                     reuse_port: self.deployment.reuse_port,
+                    keepalive: self.keepalive(),
                 };
                 let count = self.threads().unwrap_or_else(num_cpus);
                 Listener::bind_shared(&self.listen_addr(), options, count).await?

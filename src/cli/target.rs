@@ -16,7 +16,7 @@ use sockets::transport::tls::ClientTls;
 use sockets::transport::{Connector, Endpoint};
 
 use super::UsageError;
-use super::args::{Limit, SendProxy, TlsVersion, parse_limit, parse_port};
+use super::args::{Limit, SendProxy, TlsVersion, parse_limit, parse_port, whole};
 
 /// Where a client connects, and its time limit.
 #[derive(Debug, Args)]
@@ -38,6 +38,12 @@ pub struct TargetArgs {
     /// client, as a balancer does (for servers run with --proxy-protocol).
     #[arg(long, value_enum, value_name = "VERSION")]
     pub send_proxy: Option<SendProxy>,
+    /// TCP keepalive (1 to 32767): after this long with nothing received,
+    /// probe the server every SECONDS and fail after 3 unanswered probes,
+    /// so that a server whose host vanished is noticed even with --timeout
+    /// 0 (default: off).
+    #[arg(long, value_name = "SECONDS", value_parser = whole(1, 32767))]
+    pub keepalive: Option<u64>,
     #[command(flatten, next_help_heading = "TLS")]
     pub tls: ClientTlsArgs,
 }
@@ -118,6 +124,9 @@ impl TargetArgs {
         let mut connector = Connector::new(endpoint, self.timeout());
         if let Some(version) = self.send_proxy {
             connector = connector.with_proxy_header(version.into());
+        }
+        if let Some(seconds) = self.keepalive {
+            connector = connector.with_keepalive(Duration::from_secs(seconds));
         }
         match self.tls.settings() {
             None => Ok(connector),

@@ -17,13 +17,16 @@ const DATAGRAM_MAX: usize = 64 * 1024;
 /// Copies `input` to `stream` and `stream` to `output` concurrently. When
 /// `input` ends, our side is half-closed and output continues until the peer
 /// closes, each wait for it bounded by `timeout` (while the user is still
-/// typing, the server may stay quiet as long as it likes). The relay ends
+/// typing, the server may stay quiet as long as it likes). Each write to
+/// the peer is bounded by `timeout` too: a peer that stops reading fails
+/// the relay rather than stalling it. The relay ends
 /// when the peer closes, whether or not input has ended. Returns (bytes
 /// sent, bytes received).
 ///
 /// # Errors
 /// The first I/O error on either direction; `TimedOut` when the peer sends
-/// nothing for `timeout` after input ended.
+/// nothing for `timeout` after input ended, or takes none of our bytes for
+/// `timeout`.
 pub async fn relay_stream<S, I, O>(
     stream: S,
     mut input: I,
@@ -36,9 +39,21 @@ where
     O: AsyncWrite + Unpin,
 {
     let (mut from_peer, mut to_peer) = tokio::io::split(stream);
+    // Not tokio::io::copy: its writes wait forever for a peer that stopped
+    // reading (or whose host vanished). Reading input may take as long as
+    // the user likes; each write to the peer gets `timeout`.
     let upload = async {
-        let sent = tokio::io::copy(&mut input, &mut to_peer).await?;
-        to_peer.shutdown().await?;
+        let mut chunk = vec![0u8; 16 * 1024];
+        let mut sent = 0u64;
+        loop {
+            let n = input.read(&mut chunk).await?;
+            if n == 0 {
+                break;
+            }
+            within_io(timeout, to_peer.write_all(&chunk[..n])).await?;
+            sent += n as u64;
+        }
+        within_io(timeout, to_peer.shutdown()).await?;
         Ok::<u64, std::io::Error>(sent)
     };
     tokio::pin!(upload);

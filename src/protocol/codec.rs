@@ -182,6 +182,22 @@ fn parse_any_header(json: &[u8]) -> Result<HeaderFields, ProtocolError> {
     Ok((byteorder, content_type, content_encoding, content_len))
 }
 
+/// For [`crate::invariants`]: where [`parse_canonical_header`] answers,
+/// [`parse_any_header`] gives the same fields.
+pub(crate) fn header_parsers_agree(json: &[u8]) -> Result<(), String> {
+    let Some((byteorder, content_type, content_encoding, len)) = parse_canonical_header(json) else {
+        return Ok(());
+    };
+    match parse_any_header(json) {
+        Ok(any) if any == (byteorder, intern(content_type), intern(content_encoding), len) => Ok(()),
+        any => Err(format!(
+            "header {:?}: fast path {:?}, serde_json {any:?}",
+            String::from_utf8_lossy(json),
+            (byteorder, content_type, content_encoding, len)
+        )),
+    }
+}
+
 /// The header as it arrives; unknown keys are ignored. Values are kept loose
 /// so that a wrong type gets an error naming the key.
 #[derive(Deserialize)]

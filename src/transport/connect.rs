@@ -43,6 +43,7 @@ pub struct Connector {
     timeout: Option<Duration>,
     tls: Option<(TlsConnector, ServerName<'static>)>,
     proxy_header: Option<ProxyVersion>,
+    keepalive: Option<Duration>,
 }
 
 impl std::fmt::Debug for Connector {
@@ -52,6 +53,7 @@ impl std::fmt::Debug for Connector {
             .field("timeout", &self.timeout)
             .field("tls", &self.tls.as_ref().map(|(_, name)| name))
             .field("proxy_header", &self.proxy_header)
+            .field("keepalive", &self.keepalive)
             .finish()
     }
 }
@@ -64,7 +66,14 @@ impl Connector {
             timeout,
             tls: None,
             proxy_header: None,
+            keepalive: None,
         }
+    }
+
+    /// Turns TCP keepalive on for every connection ([`super::keepalive`]).
+    pub fn with_keepalive(mut self, idle: Duration) -> Connector {
+        self.keepalive = Some(idle);
+        self
     }
 
     /// Begins every connection with a PROXY protocol header, as a balancer
@@ -111,6 +120,15 @@ impl Connector {
     /// handshake failed (unknown issuer, name mismatch, expired, ...).
     pub async fn connect(&self) -> Result<ClientStream, TransportError> {
         let mut stream = connect_stream(&self.endpoint, self.timeout).await?;
+        if let (Some(idle), Either::Left(tcp)) = (self.keepalive, &stream) {
+            socket2::SockRef::from(tcp)
+                .set_tcp_keepalive(&super::keepalive(idle))
+                .map_err(|source| TransportError::Send {
+                    target: self.endpoint.to_string(),
+                    what: "TCP keepalive settings",
+                    source,
+                })?;
+        }
         if let Some(version) = self.proxy_header {
             let addresses = match &stream {
                 Either::Left(tcp) => tcp.local_addr().and_then(|local| Ok((local, tcp.peer_addr()?))).ok(),
@@ -191,7 +209,11 @@ pub async fn connect_any(
     let mut waiting = interleave_families(addrs).into_iter();
     let mut attempts = FuturesUnordered::new();
     let mut failures = Vec::new();
-    let attempt = |addr: SocketAddr| async move { (addr, within_io(timeout, TcpStream::connect(addr)).await) };
+    let mut started = Vec::new();
+    let mut attempt = |addr: SocketAddr| {
+        started.push(addr);
+        async move { (addr, within_io(timeout, TcpStream::connect(addr)).await) }
+    };
     loop {
         if attempts.is_empty() {
             match waiting.next() {
@@ -203,6 +225,7 @@ pub async fn connect_any(
             Some((addr, result)) = attempts.next() => match result {
                 Ok(stream) => {
                     stream.set_nodelay(true).ok();
+                    report_fallback(addr, &failures, &started);
                     return Ok(stream);
                 }
                 Err(error) => {
@@ -217,6 +240,36 @@ pub async fn connect_any(
                 attempts.push(attempt(waiting.next().expect("checked non-empty")));
             }
         }
+    }
+}
+
+/// Says, once per process at info level (then at debug: a load generator
+/// makes thousands of connections), that an address other than the first
+/// was used and why: a broken IPv6 route otherwise goes unnoticed,
+/// costing every connection the attempt delay.
+fn report_fallback(connected: SocketAddr, failures: &[(SocketAddr, std::io::Error)], started: &[SocketAddr]) {
+    if started.len() == 1 {
+        return;
+    }
+    static REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let mut why: Vec<String> = failures
+        .iter()
+        .map(|(addr, error)| format!("{addr}: {error}"))
+        .collect();
+    // Started, not failed, not the winner: still waiting for an answer.
+    for addr in started {
+        if *addr != connected && !failures.iter().any(|(failed, _)| failed == addr) {
+            why.push(format!(
+                "{addr}: no answer yet (waited at least {} ms)",
+                ATTEMPT_DELAY.as_millis()
+            ));
+        }
+    }
+    let line = format!("connected to {connected} after: {}", why.join("; "));
+    if REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::debug!("{line}");
+    } else {
+        tracing::info!("{line}");
     }
 }
 

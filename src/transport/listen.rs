@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -24,6 +25,8 @@ pub struct ListenOptions {
     /// TCP: `SO_REUSEPORT`, so several sockets (in this process or others)
     /// share the port and the kernel spreads new connections among them.
     pub reuse_port: bool,
+    /// TCP keepalive after this much silence ([`super::keepalive`]).
+    pub keepalive: Option<Duration>,
 }
 
 impl Default for ListenOptions {
@@ -31,6 +34,7 @@ impl Default for ListenOptions {
         ListenOptions {
             backlog: DEFAULT_BACKLOG,
             reuse_port: false,
+            keepalive: None,
         }
     }
 }
@@ -145,6 +149,10 @@ pub async fn bind_tcp(host: &str, port: u16, options: ListenOptions) -> Result<T
     // Set on the listener, accepted sockets inherit it: one system call per
     // server instead of one per connection.
     socket.set_tcp_nodelay(true).map_err(bind_error)?;
+    // Keepalive settings are inherited the same way.
+    if let Some(idle) = options.keepalive {
+        socket.set_tcp_keepalive(&super::keepalive(idle)).map_err(bind_error)?;
+    }
     let backlog = i32::try_from(options.backlog).unwrap_or(i32::MAX);
     socket.listen(backlog).map_err(bind_error)?;
     TcpListener::from_std(socket.into()).map_err(bind_error)
@@ -229,6 +237,23 @@ mod tests {
             accepted.nodelay().unwrap(),
             "TCP_NODELAY was not inherited from the listener"
         );
+    }
+
+    #[tokio::test]
+    async fn accepted_sockets_inherit_keepalive() {
+        let options = ListenOptions {
+            keepalive: Some(Duration::from_secs(7)),
+            ..ListenOptions::default()
+        };
+        let mut listener = bind_tcp("127.0.0.1", 0, options).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (accepted, _) = Acceptor::accept(&mut listener).await.unwrap();
+        let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.keepalive().unwrap(), "SO_KEEPALIVE was not inherited");
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), Duration::from_secs(7));
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), crate::transport::KEEPALIVE_PROBES);
     }
 
     #[tokio::test]

@@ -17,6 +17,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::escape::Escaped;
 
@@ -90,6 +91,21 @@ impl fmt::Display for Endpoint {
         }
     }
 }
+
+/// TCP keepalive that notices a peer gone without a word (its host
+/// crashed, its link cut) on a connection with nothing to send: after
+/// `idle` of silence a probe every `idle`, and after three unanswered the
+/// connection fails with "timed out". Data waiting for an ACK is not
+/// covered (the retransmission timeout is); a quiet connection is.
+pub fn keepalive(idle: Duration) -> socket2::TcpKeepalive {
+    socket2::TcpKeepalive::new()
+        .with_time(idle)
+        .with_interval(idle)
+        .with_retries(KEEPALIVE_PROBES)
+}
+
+/// Unanswered keepalive probes after which a peer is taken for gone.
+pub const KEEPALIVE_PROBES: u32 = 3;
 
 /// `[::1]` → `::1`: users paste bracketed IPv6 addresses from URLs and logs.
 pub fn strip_brackets(host: &str) -> &str {

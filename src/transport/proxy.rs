@@ -97,10 +97,7 @@ pub async fn read_header<S: AsyncRead + Unpin>(
     buf: &mut BytesMut,
 ) -> Result<(ProxyHeader, Bytes), ProxyError> {
     loop {
-        if !could_be_header(buf) {
-            return Err(ProxyError::Missing);
-        }
-        if let Some((header, length)) = try_parse(buf)? {
+        if let Some((header, length)) = parse_prefix(buf)? {
             // What followed the header, if anything, without copying it.
             buf.advance(length);
             let rest = if buf.is_empty() {
@@ -121,6 +118,23 @@ pub async fn read_header<S: AsyncRead + Unpin>(
             });
         }
     }
+}
+
+/// What the bytes read so far say: a header and its length, `None` while
+/// more bytes are needed to tell, or why the connection is refused.
+fn parse_prefix(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, ProxyError> {
+    if !could_be_header(buf) {
+        return Err(ProxyError::Missing);
+    }
+    try_parse(buf)
+}
+
+/// [`read_header`]'s parse of the bytes read so far, for
+/// [`crate::invariants`]: `None` while more are needed, the header and
+/// its length, or the refusal's text.
+#[doc(hidden)]
+pub fn parse_for_invariants(buf: &[u8]) -> Option<Result<(ProxyHeader, usize), String>> {
+    parse_prefix(buf).map_err(|error| error.to_string()).transpose()
 }
 
 /// The header at the start of `buf` and its length; `None` while more

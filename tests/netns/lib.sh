@@ -8,6 +8,14 @@
 #   netns_lan HOST...      hosts on one switched LAN (a bridge in a host of
 #                          its own): HOST gets 10.232.0.N/24 and fd32::N/64,
 #                          N its position from 1; multicast routes to the LAN
+#   netns_routed           hosts client, router and server: client
+#                          10.233.1.2 and 2001:db8:1::2, server 10.233.2.2
+#                          and 2001:db8:2::2, each on its own veth pair to
+#                          the router (.1 / ::1 on each side), which forwards;
+#                          the links are route_if[client] and route_if[server]
+#                          on the router's side, host_if[HOST] on the host's
+#   hosts_file HOST LINE...  the host's own /etc/hosts (ip netns exec
+#                          bind-mounts /etc/netns/NAME/hosts over it)
 #   ns_exec HOST CMD...    runs CMD on a host (client, balancer, serverN);
 #                          to signal a background process later, start it
 #                          with `ip netns exec "$(ns_name HOST)" CMD &`
@@ -36,7 +44,10 @@ cleanup() {
     sleep 0.1
   done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  for ns in "${namespaces[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  for ns in "${namespaces[@]}"; do
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "/etc/netns/$ns"
+  done
   if [ "$status" -ne 0 ]; then
     echo "--- logs in $work (kept):" >&2
     for log in "$work"/*.log "$work"/*.err; do
@@ -118,6 +129,37 @@ netns_lan() {
 }
 
 declare -A lan_if
+
+netns_routed() {
+  add_host router
+  ip netns exec "$(ns_name router)" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
+  local n=0 host
+  for host in client server; do
+    n=$((n + 1))
+    add_host "$host"
+    local if_host="${prefix}r${n}h" if_router="${prefix}r${n}r"
+    ip link add "$if_host" netns "$(ns_name "$host")" type veth peer name "$if_router" netns "$(ns_name router)"
+    ip -n "$(ns_name "$host")" addr add "10.233.$n.2/24" dev "$if_host"
+    ip -n "$(ns_name "$host")" -6 addr add "2001:db8:$n::2/64" dev "$if_host" nodad
+    ip -n "$(ns_name router)" addr add "10.233.$n.1/24" dev "$if_router"
+    ip -n "$(ns_name router)" -6 addr add "2001:db8:$n::1/64" dev "$if_router" nodad
+    ip -n "$(ns_name "$host")" link set "$if_host" up
+    ip -n "$(ns_name router)" link set "$if_router" up
+    ip -n "$(ns_name "$host")" route add default via "10.233.$n.1"
+    ip -n "$(ns_name "$host")" -6 route add default via "2001:db8:$n::1"
+    host_if[$host]=$if_host
+    route_if[$host]=$if_router
+  done
+}
+
+declare -A host_if route_if
+
+hosts_file() {
+  local host=$1
+  shift
+  mkdir -p "/etc/netns/$(ns_name "$host")"
+  printf '%s\n' "$@" >"/etc/netns/$(ns_name "$host")/hosts"
+}
 
 track_pid() { pids+=("$1"); }
 
