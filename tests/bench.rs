@@ -460,3 +460,93 @@ fn issue_7_rate_latency_charges_the_servers_delay() {
         "requests queued behind a slow server were not charged their wait: {json}"
     );
 }
+
+#[test]
+fn server_pid_reports_the_servers_cpu_per_unit_of_work() {
+    let server = ServerProcess::start(&["app-server", "-q", "127.0.0.1", "0"]);
+    let pid = server.pid().to_string();
+    let port = server.port();
+    for (mode, unit) in [("persistent", "request"), ("oneshot", "connection")] {
+        let (json, output) = bench_json(&[
+            "app",
+            "127.0.0.1",
+            &port,
+            "--mode",
+            mode,
+            "-n",
+            "3000",
+            "--server-pid",
+            &pid,
+        ]);
+        assert!(output.status.success(), "{}", describe(&["bench", mode], &output));
+        let cpu = &json["server_cpu"];
+        assert_eq!(cpu["pid"], server.pid(), "{json}");
+        assert_eq!(cpu["unit"], unit, "{json}");
+        let per_unit = cpu["per_unit_us"].as_f64().unwrap();
+        let total = cpu["user_seconds"].as_f64().unwrap() + cpu["system_seconds"].as_f64().unwrap();
+        // The per-unit figure is the total over what was served: the run and its probe.
+        let served = 3000.0 + json["probe_requests"].as_f64().unwrap();
+        assert!((per_unit - total * 1e6 / served).abs() < 1e-6, "{json}");
+    }
+    let echo = ServerProcess::start(&["echo-server", "-q", "127.0.0.1", "0"]);
+    let (json, output) = bench_json(&[
+        "echo",
+        "127.0.0.1",
+        &echo.port(),
+        "--bytes",
+        "50000000",
+        "--server-pid",
+        &echo.pid().to_string(),
+    ]);
+    assert!(output.status.success(), "{}", describe(&["bench", "echo"], &output));
+    assert_eq!(json["server_cpu"]["unit"], "MB", "{json}");
+    // Echoing 50 MB costs the server measurable CPU (at least one clock tick).
+    assert!(json["server_cpu"]["per_unit_us"].as_f64().unwrap() > 0.0, "{json}");
+
+    let output = run_cli(&[
+        "bench",
+        "app",
+        "127.0.0.1",
+        &port,
+        "-n",
+        "10",
+        "--server-pid",
+        "4194304",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&["bench"], &output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--server-pid 4194304: cannot read its CPU time"),
+        "{stderr}"
+    );
+}
+
+/// The minimal server every BENCHMARKS.md figure is compared with
+/// (`examples/minimal_server.rs`, built by `cargo test`) must be a fair
+/// floor: it answers bench's load correctly in each of its modes.
+#[test]
+fn the_minimal_reference_server_answers_correctly() {
+    let program = std::path::Path::new(common::binary())
+        .parent()
+        .unwrap()
+        .join("examples/minimal_server");
+    let program = program.to_str().unwrap();
+    let app = ServerProcess::start_command(program, &["app"]);
+    let (json, output) = bench_json(&["app", "127.0.0.1", &app.port(), "-c", "4", "-P", "8", "-n", "4000"]);
+    assert!(output.status.success(), "{}", describe(&["bench", "app"], &output));
+    assert_eq!(
+        (json["requests"].as_u64(), json["errors"]["total"].as_u64()),
+        (Some(4000), Some(0))
+    );
+    let oneshot = ServerProcess::start_command(program, &["app-oneshot"]);
+    let (json, output) = bench_json(&["app", "127.0.0.1", &oneshot.port(), "--mode", "oneshot", "-n", "500"]);
+    assert!(output.status.success(), "{}", describe(&["bench", "oneshot"], &output));
+    assert_eq!(
+        (json["requests"].as_u64(), json["errors"]["total"].as_u64()),
+        (Some(500), Some(0))
+    );
+    let echo = ServerProcess::start_command(program, &["echo"]);
+    let (json, output) = bench_json(&["echo", "127.0.0.1", &echo.port(), "--bytes", "4000000"]);
+    assert!(output.status.success(), "{}", describe(&["bench", "echo"], &output));
+    assert!(json["bytes"].as_u64().unwrap() >= 4_000_000, "{json}");
+}

@@ -5,9 +5,11 @@
 //! - [`app`]: request/response load for the application protocol.
 //! - [`echo`]: bulk echo throughput with every byte verified.
 //! - [`report`]: the numbers, as text, JSON, and an SVG plot.
+//! - [`cpu`]: the server's CPU per unit of work, when its pid is given.
 
 pub mod app;
 pub mod broker;
+pub mod cpu;
 pub mod echo;
 pub mod plot;
 pub mod report;

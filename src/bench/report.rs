@@ -92,6 +92,9 @@ pub struct Report {
     /// TLS handshakes, when the load used TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_handshakes: Option<HandshakeReport>,
+    /// With `--server-pid`: the server's CPU time over the run, per unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu: Option<super::cpu::ServerCpu>,
     pub timeline: Timeline,
 }
 
@@ -182,6 +185,18 @@ impl fmt::Display for Report {
                 tls.full, tls.resumed, tls.per_second
             )?;
         }
+        if let Some(cpu) = &self.server_cpu {
+            writeln!(
+                f,
+                "server cpu  {:.2} s (user {:.2}, system {:.2}) by pid {}: {} per {}",
+                cpu.user_seconds + cpu.system_seconds,
+                cpu.user_seconds,
+                cpu.system_seconds,
+                cpu.pid,
+                format_micros(cpu.per_unit_us),
+                cpu.unit
+            )?;
+        }
         if let Some(unanswered) = self.unanswered.filter(|n| *n > 0) {
             writeln!(f, "unanswered  {unanswered} requests sent on connections that failed")?;
         }
@@ -255,6 +270,7 @@ mod tests {
                 resumed: 990,
                 per_second: 500.0,
             }),
+            server_cpu: None,
             timeline: Timeline::default(),
         };
         let text = report.to_string();

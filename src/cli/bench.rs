@@ -15,6 +15,7 @@ use tracing::warn;
 use sockets::app::{CLIENT_BINARY_TYPE, SEARCH, SearchTable, client_request, respond, result_message};
 use sockets::bench::app::{AppBench, Mode};
 use sockets::bench::broker::{BrokerBench, Flavor};
+use sockets::bench::cpu::{CpuTime, ServerCpu};
 use sockets::bench::echo::EchoBench;
 use sockets::bench::report::{ErrorTable, HandshakeReport, LatencySummary, Report};
 use sockets::bench::{self, Counters, Limit, Timeline, plot};
@@ -114,6 +115,31 @@ pub struct BenchCommon {
     /// Load-generator threads (1 to 256); the server shares the machine, so the default is 1.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = whole(1, 256))]
     pub threads: u64,
+    /// The server's process id (on this machine): report its CPU time over
+    /// the run and per unit of work (a request, a connection of one
+    /// request, or a megabyte echoed), read from /proc/PID/stat.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+}
+
+impl BenchCommon {
+    /// The server's CPU time now, when --server-pid was given.
+    fn server_cpu_now(&self) -> Result<Option<CpuTime>> {
+        self.server_pid
+            .map(|pid| CpuTime::of(pid).with_context(|| format!("--server-pid {pid}: cannot read its CPU time")))
+            .transpose()
+    }
+
+    /// The server's CPU since `before`, spread over `units`.
+    fn server_cpu_since(&self, before: Option<CpuTime>, units: f64, unit: &'static str) -> Result<Option<ServerCpu>> {
+        let (Some(pid), Some(before)) = (self.server_pid, before) else {
+            return Ok(None);
+        };
+        let used = CpuTime::of(pid)
+            .with_context(|| format!("--server-pid {pid}: the server went away during the run"))?
+            .since(before);
+        Ok(ServerCpu::of(pid, used, units, unit))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -296,6 +322,7 @@ async fn run_app(args: BenchAppArgs, stop: CancellationToken) -> Result<Report> 
         max_content_len: args.max_content_length as usize,
     };
     let counters = Arc::new(Counters::default());
+    let cpu_before = common.server_cpu_now()?;
     let started = std::time::Instant::now();
     let progress = progress_bar();
     let (outcome, timeline) = run_sampled(
@@ -311,6 +338,8 @@ async fn run_app(args: BenchAppArgs, stop: CancellationToken) -> Result<Report> 
         warn!("wrong answer: {wrong}");
     }
     let seconds = outcome.elapsed.as_secs_f64();
+    let unit = if mode == Mode::Oneshot { "connection" } else { "request" };
+    let server_cpu = common.server_cpu_since(cpu_before, (outcome.completed + outcome.probe_requests) as f64, unit)?;
     let report = Report {
         bench: "app",
         target: endpoint.to_string(),
@@ -332,6 +361,7 @@ async fn run_app(args: BenchAppArgs, stop: CancellationToken) -> Result<Report> 
             resumed: outcome.handshakes.resumed,
             per_second: (outcome.handshakes.full + outcome.handshakes.resumed) as f64 / seconds,
         }),
+        server_cpu,
         timeline,
     };
     finish(
@@ -355,6 +385,7 @@ async fn run_echo(args: BenchEchoArgs, stop: CancellationToken) -> Result<Report
         limit: args.bytes.map_or(Limit::Duration(common.duration), Limit::Count),
     };
     let counters = Arc::new(Counters::default());
+    let cpu_before = common.server_cpu_now()?;
     let started = std::time::Instant::now();
     let progress = progress_bar();
     let (outcome, timeline) = run_sampled(counters.clone(), started, &progress, "bytes", async {
@@ -363,6 +394,7 @@ async fn run_echo(args: BenchEchoArgs, stop: CancellationToken) -> Result<Report
     .await;
     let outcome = outcome?;
     let seconds = outcome.elapsed.as_secs_f64();
+    let server_cpu = common.server_cpu_since(cpu_before, outcome.echoed as f64 / 1e6, "MB")?;
     let report = Report {
         bench: "echo",
         target: endpoint.to_string(),
@@ -380,6 +412,7 @@ async fn run_echo(args: BenchEchoArgs, stop: CancellationToken) -> Result<Report
         errors: ErrorTable(outcome.errors),
         interrupted: outcome.interrupted,
         tls_handshakes: None,
+        server_cpu,
         timeline,
     };
     let mb_per_second: Vec<f64> = report.timeline.bytes_per_second.iter().map(|b| b / 1e6).collect();

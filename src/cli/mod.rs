@@ -159,9 +159,10 @@ impl Command {
     /// Worker threads the subcommand wants; `None` means one per core.
     fn worker_threads(&self) -> Option<usize> {
         match self {
-            Command::AppServer(args) => args.server.threads(),
-            Command::Broker(args) => args.server.threads(),
-            Command::EchoServer(args) | Command::MulticonnServer(args) => args.server.threads(),
+            // Connections are served on cores of their own (server::run_on_cores);
+            // this runtime has signals, metrics and reloads to see to.
+            Command::AppServer(_) | Command::Broker(_) => Some(1),
+            Command::EchoServer(_) | Command::MulticonnServer(_) => Some(1),
             Command::AppClient(_) | Command::Resolve(_) | Command::Connect(_) => Some(1),
             Command::EchoClient(_) | Command::MulticonnClient(_) => None,
             Command::Bench(args) => Some(args.target.threads()),

@@ -92,7 +92,9 @@ pub struct ServerArgs {
     /// even with --idle-timeout 0 (default: off).
     #[arg(long, value_name = "SECONDS", value_parser = whole(1, 32767))]
     pub keepalive: Option<u64>,
-    /// Runtime worker threads, 1 to 1024 (default: one per CPU core).
+    /// Threads serving connections, 1 to 1024 (default: one per CPU core).
+    /// Each has a runtime of its own and serves every connection it accepts
+    /// to the end (share-nothing); limits, metrics and shutdown stay server-wide.
     #[arg(long, value_name = "N", value_parser = whole(1, 1024))]
     pub threads: Option<u64>,
     #[command(flatten, next_help_heading = "TLS")]
@@ -348,7 +350,14 @@ impl ServerArgs {
     ) {
         reload_on_hangup(listening.hangup, reload.reloaders, reload.reloadable);
         server::metrics::watch_budget(&config.input_budget);
-        server::run(listening.listeners, config, Arc::new(handler), listening.shutdown).await;
+        let cores = self.threads().unwrap_or_else(num_cpus);
+        let portable: std::io::Result<Vec<_>> = listening.listeners.into_iter().map(Listener::into_portable).collect();
+        match portable {
+            Ok(listeners) => {
+                server::run_on_cores(listeners, cores, config, Arc::new(handler), listening.shutdown).await;
+            }
+            Err(error) => warn!("cannot hand the listening sockets to the cores: {error}"),
+        }
         listening.metrics_stop.cancel();
         info!("Server stopped");
     }

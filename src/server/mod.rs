@@ -44,6 +44,7 @@ use tracing::{debug, info, warn};
 use crate::display_duration;
 use crate::escape::Escaped;
 use crate::limited;
+use crate::transport::listen::PortableListener;
 use crate::transport::splice::Splice;
 use crate::transport::{Acceptor, PeerAddr};
 use budget::{BudgetShare, Evicted, InputBudget};
@@ -232,20 +233,142 @@ where
     A: Acceptor,
     H: ConnectionHandler,
 {
-    log_limit::start_reporter();
-    let shared = Arc::new(Shared {
-        handler,
-        stage: config.stage.clone(),
-        permits: Arc::new(Semaphore::new(config.max_connections.clamp(1, MAX_MAX_CONNECTIONS))),
-        tracker: TaskTracker::new(),
-        connections_stop: CancellationToken::new(),
-        config,
-    });
+    let shared = Shared::new(config, handler);
     let mut loops = tokio::task::JoinSet::new();
     for acceptor in acceptors {
         loops.spawn(accept_loop(acceptor, Arc::clone(&shared), shutdown.clone()));
     }
     while loops.join_next().await.is_some() {}
+    drain(&shared).await;
+}
+
+/// As [`run`], share-nothing: `cores` threads, each with a single-threaded
+/// runtime of its own that accepts on its own listeners and serves every
+/// connection it accepts to the end, on that thread. No connection moves
+/// between threads and no task is stolen, which is what a multi-threaded
+/// runtime spends its time on when every connection is short (wake-ups
+/// across threads, parking). With as many listeners as cores (one port
+/// shared with `SO_REUSEPORT`), each core gets its own and the kernel
+/// spreads connections; with fewer (a Unix socket, a socket passed by a
+/// service manager), every core accepts from a duplicate of each. The
+/// connection limit, the input budget, metrics, logs and shutdown stay
+/// server-wide, and the calling runtime only waits for the end.
+pub async fn run_on_cores<H>(
+    listeners: Vec<PortableListener>,
+    cores: usize,
+    config: ServerConfig,
+    handler: Arc<H>,
+    shutdown: CancellationToken,
+) where
+    H: ConnectionHandler,
+{
+    let shared = Shared::new(config, handler);
+    let assignments = match assign_to_cores(listeners, cores.max(1)) {
+        Ok(assignments) => assignments,
+        Err(error) => {
+            warn!("cannot share the listening sockets among cores ({error}); serving on one");
+            return;
+        }
+    };
+    // Cancelled when the server is done with every connection (or gives up
+    // on them): each core's runtime then ends, dropping what is left.
+    let finished = CancellationToken::new();
+    let mut accepting = Vec::new();
+    let mut threads = Vec::new();
+    for (core, mine) in assignments.into_iter().enumerate() {
+        let (stopped_accepting, accepting_done) = tokio::sync::oneshot::channel::<()>();
+        let (shared, shutdown, finished) = (Arc::clone(&shared), shutdown.clone(), finished.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("core-{core}"))
+            .spawn(move || serve_core(mine, shared, shutdown, finished, stopped_accepting));
+        match spawned {
+            Ok(thread) => {
+                threads.push(thread);
+                accepting.push(accepting_done);
+            }
+            Err(error) => warn!("cannot start core {core}: {error}; serving on the others"),
+        }
+    }
+    for done in accepting {
+        // An error means that core's thread ended early: nothing to wait for.
+        let _ = done.await;
+    }
+    drain(&shared).await;
+    finished.cancel();
+    for thread in threads {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+}
+
+/// One core's thread: a single-threaded runtime that registers its
+/// listeners, accepts and serves until shutdown, says when it stopped
+/// accepting, and keeps serving its connections until `finished`.
+fn serve_core<H: ConnectionHandler>(
+    listeners: Vec<PortableListener>,
+    shared: Arc<Shared<H>>,
+    shutdown: CancellationToken,
+    finished: CancellationToken,
+    stopped_accepting: tokio::sync::oneshot::Sender<()>,
+) {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            warn!("cannot start a core's runtime: {error}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let mut loops = tokio::task::JoinSet::new();
+        for listener in listeners {
+            match listener.into_listener() {
+                Ok(listener) => {
+                    loops.spawn(accept_loop(listener, Arc::clone(&shared), shutdown.clone()));
+                }
+                Err(error) => warn!("a core cannot take its listening socket: {error}"),
+            }
+        }
+        while loops.join_next().await.is_some() {}
+        let _ = stopped_accepting.send(());
+        finished.cancelled().await;
+    });
+}
+
+/// Gives each core listeners of its own when there are enough (round
+/// robin), or a duplicate of every listener when there are fewer.
+fn assign_to_cores(listeners: Vec<PortableListener>, cores: usize) -> std::io::Result<Vec<Vec<PortableListener>>> {
+    let mut assignments: Vec<Vec<PortableListener>> = (0..cores).map(|_| Vec::new()).collect();
+    if listeners.len() >= cores {
+        for (n, listener) in listeners.into_iter().enumerate() {
+            assignments[n % cores].push(listener);
+        }
+    } else {
+        for listener in listeners {
+            for core in assignments.iter_mut().skip(1) {
+                core.push(listener.try_clone()?);
+            }
+            assignments[0].push(listener);
+        }
+    }
+    Ok(assignments)
+}
+
+impl<H> Shared<H> {
+    fn new(config: ServerConfig, handler: Arc<H>) -> Arc<Shared<H>> {
+        log_limit::start_reporter();
+        Arc::new(Shared {
+            handler,
+            stage: config.stage.clone(),
+            permits: Arc::new(Semaphore::new(config.max_connections.clamp(1, MAX_MAX_CONNECTIONS))),
+            tracker: TaskTracker::new(),
+            connections_stop: CancellationToken::new(),
+            config,
+        })
+    }
+}
+
+/// After every accept loop has ended: tells the connections to finish and
+/// waits for them, up to the shutdown timeout.
+async fn drain<H>(shared: &Shared<H>) {
     // Every listener is closed: new clients are refused (or, with
     // SO_REUSEPORT, go to the other servers on the port).
     shared.connections_stop.cancel();

@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
 use tokio_util::either::Either;
 
 use super::splice::Splice;
-use super::unix::UnixSocketListener;
+use super::unix::{PortableUnixListener, UnixSocketListener};
 use super::{ListenAddr, PeerAddr, TransportError, canonical};
 
 /// Default listen backlog. The kernel caps it at `net.core.somaxconn`.
@@ -115,6 +115,53 @@ impl Listener {
         Ok(match self {
             Listener::Tcp(tcp) => canonical(tcp.local_addr()?).to_string(),
             Listener::Unix(unix) => format!("unix:{}", unix.path().display()),
+        })
+    }
+}
+
+/// A [`Listener`] not registered with any runtime's reactor, so that it
+/// can move to another thread and be registered there: each share-nothing
+/// core registers its own listeners with its own runtime.
+#[derive(Debug)]
+pub enum PortableListener {
+    Tcp(std::net::TcpListener),
+    Unix(PortableUnixListener),
+}
+
+impl Listener {
+    /// Takes the socket off the runtime it is registered with.
+    ///
+    /// # Errors
+    /// When the socket cannot be taken off the runtime.
+    pub fn into_portable(self) -> io::Result<PortableListener> {
+        Ok(match self {
+            Listener::Tcp(tcp) => PortableListener::Tcp(tcp.into_std()?),
+            Listener::Unix(unix) => PortableListener::Unix(unix.into_portable()?),
+        })
+    }
+}
+
+impl PortableListener {
+    /// Another handle on the same listening socket (`dup`): cores that
+    /// share one socket each accept from it.
+    ///
+    /// # Errors
+    /// When the descriptor cannot be duplicated.
+    pub fn try_clone(&self) -> io::Result<PortableListener> {
+        Ok(match self {
+            PortableListener::Tcp(tcp) => PortableListener::Tcp(tcp.try_clone()?),
+            PortableListener::Unix(unix) => PortableListener::Unix(unix.try_clone()?),
+        })
+    }
+
+    /// Registers the socket with the calling thread's runtime.
+    ///
+    /// # Errors
+    /// When there is no runtime here or it refuses the socket.
+    pub fn into_listener(self) -> io::Result<Listener> {
+        Ok(match self {
+            PortableListener::Tcp(tcp) => Listener::Tcp(TcpListener::from_std(tcp)?),
+            PortableListener::Unix(unix) => Listener::Unix(unix.into_listener()?),
         })
     }
 }
@@ -253,7 +300,10 @@ mod tests {
         assert!(socket.keepalive().unwrap(), "SO_KEEPALIVE was not inherited");
         assert_eq!(socket.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
         assert_eq!(socket.tcp_keepalive_interval().unwrap(), Duration::from_secs(7));
-        assert_eq!(socket.tcp_keepalive_retries().unwrap(), crate::transport::KEEPALIVE_PROBES);
+        assert_eq!(
+            socket.tcp_keepalive_retries().unwrap(),
+            crate::transport::KEEPALIVE_PROBES
+        );
     }
 
     #[tokio::test]

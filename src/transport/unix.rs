@@ -23,6 +23,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -79,9 +80,10 @@ impl Drop for OwnedSocketFile {
 pub struct UnixSocketListener {
     listener: UnixListener,
     path: PathBuf,
-    /// Held for its `Drop`, which removes the file; `None` for a socket
+    /// Held for its `Drop`, which removes the file once the last handle on
+    /// the socket (one per share-nothing core) is gone; `None` for a socket
     /// someone else bound (socket activation).
-    _file: Option<OwnedSocketFile>,
+    file: Option<Arc<OwnedSocketFile>>,
 }
 
 impl UnixSocketListener {
@@ -100,7 +102,7 @@ impl UnixSocketListener {
         Ok(UnixSocketListener {
             listener,
             path: path.to_owned(),
-            _file: Some(file),
+            file: Some(Arc::new(file)),
         })
     }
 
@@ -117,13 +119,61 @@ impl UnixSocketListener {
         Ok(UnixSocketListener {
             listener: UnixListener::from_std(listener)?,
             path,
-            _file: None,
+            file: None,
         })
     }
 
     /// The socket file's path.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Takes the socket off this runtime, to be registered with another
+    /// (a share-nothing core's) by [`PortableUnixListener::into_listener`].
+    ///
+    /// # Errors
+    /// When the socket cannot be taken off the runtime.
+    pub fn into_portable(self) -> io::Result<PortableUnixListener> {
+        Ok(PortableUnixListener {
+            listener: self.listener.into_std()?,
+            path: self.path,
+            file: self.file,
+        })
+    }
+}
+
+/// A [`UnixSocketListener`] not registered with any runtime.
+#[derive(Debug)]
+pub struct PortableUnixListener {
+    listener: std::os::unix::net::UnixListener,
+    path: PathBuf,
+    file: Option<Arc<OwnedSocketFile>>,
+}
+
+impl PortableUnixListener {
+    /// Another handle on the same listening socket (`dup`); the file is
+    /// removed when the last one is dropped.
+    ///
+    /// # Errors
+    /// When the descriptor cannot be duplicated.
+    pub fn try_clone(&self) -> io::Result<PortableUnixListener> {
+        Ok(PortableUnixListener {
+            listener: self.listener.try_clone()?,
+            path: self.path.clone(),
+            file: self.file.clone(),
+        })
+    }
+
+    /// Registers the socket with the calling thread's runtime.
+    ///
+    /// # Errors
+    /// When there is no runtime here or it refuses the socket.
+    pub fn into_listener(self) -> io::Result<UnixSocketListener> {
+        Ok(UnixSocketListener {
+            listener: UnixListener::from_std(self.listener)?,
+            path: self.path,
+            file: self.file,
+        })
     }
 }
 

@@ -1,0 +1,136 @@
+//! The floor every performance figure in BENCHMARKS.md is measured against:
+//! the least a server of this protocol can do on one thread of tokio. It
+//! frames requests by the header's `content-length` alone (no JSON parse,
+//! no checks, no limits, no timeouts, no logs) and answers every request
+//! with one response computed at start-up. It is not a server to run: a
+//! hostile client can make it hold any amount of memory.
+//!
+//! ```text
+//! cargo run --release --example minimal_server -- app [PORT]          # persistent
+//! cargo run --release --example minimal_server -- app-oneshot [PORT]  # one request per connection
+//! cargo run --release --example minimal_server -- echo [PORT]         # a plain copy loop
+//! ```
+//!
+//! Like `sockets` servers, it prints its address on the first line of
+//! stdout, so scripts can start it on port 0. It answers `sockets bench`'s
+//! default request (search "morpheus") correctly, and every other request
+//! with the same bytes.
+
+use std::net::SocketAddr;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::Encoder;
+
+use sockets::app::{SearchTable, client_request, respond};
+use sockets::protocol::MessageCodec;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    App,
+    AppOneshot,
+    Echo,
+}
+
+fn main() -> std::io::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mode = match args.next().as_deref() {
+        Some("app") => Mode::App,
+        Some("app-oneshot") => Mode::AppOneshot,
+        Some("echo") => Mode::Echo,
+        _ => {
+            eprintln!("usage: minimal_server app|app-oneshot|echo [PORT]");
+            std::process::exit(2);
+        }
+    };
+    let port: u16 = args.next().map_or(Ok(0), |p| p.parse()).unwrap_or_else(|_| {
+        eprintln!("usage: minimal_server app|app-oneshot|echo [PORT]");
+        std::process::exit(2);
+    });
+    let response: &'static [u8] = Box::leak(canned_response().into_boxed_slice());
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+        println!("{}", listener.local_addr()?);
+        loop {
+            let (stream, _) = listener.accept().await?;
+            stream.set_nodelay(true)?;
+            tokio::spawn(async move {
+                let _ = match mode {
+                    Mode::App => serve_app(stream, response, false).await,
+                    Mode::AppOneshot => serve_app(stream, response, true).await,
+                    Mode::Echo => serve_echo(stream).await,
+                };
+            });
+        }
+    })
+}
+
+/// The encoded answer to search "morpheus" from the built-in table.
+fn canned_response() -> Vec<u8> {
+    let (answer, _) = respond(&SearchTable::builtin(), &client_request("search", "morpheus"));
+    let mut wire = BytesMut::new();
+    MessageCodec::new()
+        .encode(&answer, &mut wire)
+        .expect("the canned answer encodes");
+    wire.to_vec()
+}
+
+/// Reads whatever has arrived, answers every whole request in it with one
+/// write, and keeps the partial rest for the next read.
+async fn serve_app(mut stream: TcpStream, response: &[u8], oneshot: bool) -> std::io::Result<()> {
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = Vec::with_capacity(16 * 1024);
+    loop {
+        if stream.read_buf(&mut input).await? == 0 {
+            return Ok(());
+        }
+        let mut answered = 0;
+        while let Some(length) = whole_request(&input) {
+            let _ = input.split_to(length);
+            output.extend_from_slice(response);
+            answered += 1;
+            if oneshot {
+                break;
+            }
+        }
+        if answered > 0 {
+            stream.write_all(&output).await?;
+            output.clear();
+            if oneshot {
+                return Ok(());
+            }
+        }
+        if input.capacity() - input.len() < 4096 {
+            input.reserve(16 * 1024);
+        }
+    }
+}
+
+/// The length of the request at the start of `input`, if it is all there:
+/// two length bytes, the header, and `content-length` bytes of content.
+fn whole_request(input: &[u8]) -> Option<usize> {
+    let header_len = usize::from(u16::from_be_bytes([*input.first()?, *input.get(1)?]));
+    let header = input.get(2..2 + header_len)?;
+    const KEY: &[u8] = b"\"content-length\": ";
+    let at = header.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
+    let content_len = header[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
+    let total = 2 + header_len + content_len;
+    (input.len() >= total).then_some(total)
+}
+
+/// Writes back what it reads, one buffer at a time.
+async fn serve_echo(mut stream: TcpStream) -> std::io::Result<()> {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = stream.read(&mut buffer).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        stream.write_all(&buffer[..n]).await?;
+    }
+}
