@@ -3,14 +3,15 @@
 #   bash bench/run.sh            # 10 s per measurement
 #   DURATION=3 bash bench/run.sh # quicker, noisier
 #   SECTIONS="tls echo" bash bench/run.sh   # only some sections: persistent,
-#                                           # oneshot, latency, memory, echo, tls, deploy, broker
+#                                           # oneshot, latency, memory, echo, tls, deploy, broker, cpu
+#   BEFORE=path/to/old/sockets SECTIONS=cpu bash bench/run.sh   # also measure an older build
 # Installs what it needs (iperf3, redis, python3), builds the release binary,
 # and prints a Markdown report on stdout. Every server and client here runs on
 # loopback and shares the machine's cores unless a line says it is pinned.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
-SECTIONS=${SECTIONS:-persistent oneshot latency memory echo tls deploy broker}
+SECTIONS=${SECTIONS:-cpu persistent oneshot latency memory echo tls deploy broker}
 want() { [[ " $SECTIONS " == *" $1 "* ]]; }
 ROOT=$(pwd)
 S="$ROOT/target/release/sockets"
@@ -27,7 +28,8 @@ if ! need iperf3 || ! need redis-server || ! need redis-benchmark || ! need pyth
   echo "installing iperf3, redis, python3, haproxy, openssl, valgrind ..." >&2
   apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 redis-server redis-tools python3 util-linux haproxy openssl valgrind >&2
 fi
-cargo build --release >&2
+cargo build --release --bins --examples >&2
+MINIMAL="$ROOT/target/release/examples/minimal_server"
 
 # start NAME CMD...: runs a server that prints its address first on stdout; sets PORT.
 start() {
@@ -87,6 +89,90 @@ echo
 echo "$(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), ${DURATION} s per measurement."
 echo "Client and server share every core unless a line says they are pinned."
 echo
+
+# 0. Server CPU per unit of work, against references run the same way:
+# the minimal server (examples/minimal_server.rs) and redis-server. The
+# load generator is the same for each; bench --server-pid reads the
+# server's CPU from /proc around the run.
+if want cpu; then
+echo "## Server CPU per unit of work"
+echo
+# cpu_row NAME UNIT BENCH_ARGS...: runs bench against the last started
+# server and prints a row: name, server CPU per unit, rate.
+cpu_row() {
+  local name=$1 unit=$2
+  shift 2
+  "$S" bench "$@" -d "$DURATION" --server-pid "$LAST_PID" --json > "$WORK/cpu.json"
+  stop
+  local per rate
+  per=$(json 'round(d["server_cpu"]["per_unit_us"], 2)' < "$WORK/cpu.json")
+  rate=$(json 'round(d["requests_per_second"] or d["megabytes_per_second"])' < "$WORK/cpu.json")
+  echo "$name|$per|$rate"
+}
+# redis_row CLIENTS PIPELINE: redis-server's CPU per PING_INLINE under redis-benchmark.
+redis_row() {
+  local rport n before after
+  rport=$(free_port)
+  n=$((DURATION * 200000 * $2 / ($2 + 1)))
+  redis-server --port "$rport" --save '' --appendonly no > "$WORK/redis-cpu.log" 2>&1 &
+  PIDS+=($!); LAST_PID=$!
+  for _ in $(seq 100); do redis-cli -p "$rport" ping > /dev/null 2>&1 && break; sleep 0.05; done
+  before=$(cpu_ticks "$LAST_PID")
+  local start_ns=$(date +%s%N)
+  redis-benchmark -p "$rport" -t ping_inline -c "$1" -P "$2" -n "$n" -q > /dev/null 2>&1
+  local took_ns=$(($(date +%s%N) - start_ns))
+  after=$(cpu_ticks "$LAST_PID")
+  stop
+  python3 -c "print(f'redis-server (redis-benchmark -t ping_inline)|{($after - $before) * 1e6 / $(getconf CLK_TCK) / $n:.2f}|{$n * 1e9 / $took_ns:.0f}')"
+}
+# table TITLE UNIT ROWS...: rows as NAME|PER|RATE, ratios against the last row.
+table() {
+  local title=$1 unit=$2
+  shift 2
+  local reference=${!#}
+  local ref_per=${reference#*|}; ref_per=${ref_per%%|*}
+  echo "### $title"
+  echo
+  echo "| server | server CPU µs per $unit | vs ${reference%%|*} | rate |"
+  echo "|---|---|---|---|"
+  for row in "$@"; do
+    IFS='|' read -r name per rate <<< "$row"
+    echo "| $name | $per | $(ratio "$per" "$ref_per") | $rate |"
+  done
+  echo
+}
+
+rows=()
+start app "$S" app-server -q 127.0.0.1 0; rows+=("$(cpu_row "sockets app-server (default: a runtime per core)" request app 127.0.0.1 "$PORT" -c 64 -P 16)")
+start app "$S" app-server -q 127.0.0.1 0 --threads 1; rows+=("$(cpu_row "sockets app-server --threads 1" request app 127.0.0.1 "$PORT" -c 64 -P 16)")
+if [ -n "${BEFORE:-}" ]; then
+  start app "$BEFORE" app-server -q 127.0.0.1 0; rows+=("$(cpu_row "before (work-stealing runtime)" request app 127.0.0.1 "$PORT" -c 64 -P 16)")
+fi
+start minimal "$MINIMAL" app; rows+=("$(cpu_row "minimal server" request app 127.0.0.1 "$PORT" -c 64 -P 16)")
+rows+=("$(redis_row 64 16)")
+table "Persistent, 64 connections, pipeline 16 (rate: requests/s)" request "${rows[@]}"
+
+rows=()
+start app "$S" app-server -q 127.0.0.1 0 --threads 1; rows+=("$(cpu_row "sockets app-server --threads 1" request app 127.0.0.1 "$PORT" -c 1)")
+start minimal "$MINIMAL" app; rows+=("$(cpu_row "minimal server" request app 127.0.0.1 "$PORT" -c 1)")
+rows+=("$(redis_row 1 1)")
+table "Persistent, 1 connection, no pipelining (rate: requests/s)" request "${rows[@]}"
+
+rows=()
+start app "$S" app-server -q 127.0.0.1 0 --one-shot; rows+=("$(cpu_row "sockets app-server --one-shot (default: a runtime per core)" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8)")
+start app "$S" app-server -q 127.0.0.1 0 --one-shot --threads 1; rows+=("$(cpu_row "sockets app-server --one-shot --threads 1" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8)")
+if [ -n "${BEFORE:-}" ]; then
+  start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot; rows+=("$(cpu_row "before --one-shot (work-stealing runtime)" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8)")
+  start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot --threads 1; rows+=("$(cpu_row "before --one-shot --threads 1" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8)")
+fi
+start minimal "$MINIMAL" app-oneshot; rows+=("$(cpu_row "minimal server" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8)")
+table "Oneshot, 8 workers: connect, request, response, close (rate: connections/s)" connection "${rows[@]}"
+
+rows=()
+start echo "$S" echo-server -q 127.0.0.1 0; rows+=("$(cpu_row "sockets echo-server (splice)" MB echo 127.0.0.1 "$PORT" -c 1 --block-size 65536)")
+start minimal "$MINIMAL" echo; rows+=("$(cpu_row "minimal echo loop" MB echo 127.0.0.1 "$PORT" -c 1 --block-size 65536)")
+table "Echo, 1 connection, 64 KiB blocks (rate: MB/s echoed)" MB "${rows[@]}"
+fi
 
 # 1. Persistent connections, 64 x pipeline 16: app-server search vs redis PING.
 if want persistent; then
@@ -162,27 +248,38 @@ echo
 
 fi
 
-# 4. Memory per idle connection.
+# 4. Memory per idle connection: as many as one process may open here
+# (the hard limit is 20,000 descriptors), and how fast one more connection
+# is answered while they sit there.
 if want memory; then
-echo "## Memory, 10,000 idle connections"
+IDLE=${IDLE:-19000}
+echo "## Memory, $IDLE idle connections"
 echo
-echo "| server | RSS before | RSS with 10,000 idle | per connection |"
-echo "|---|---|---|---|"
+echo "| server | RSS before | RSS with $IDLE idle | per connection | kernel slab per socket | a new connection's requests meanwhile: p50 / p99 µs |"
+echo "|---|---|---|---|---|---|"
+slab_kib() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
 for server in app-server echo-server; do
-  start idle "$S" "$server" -q 127.0.0.1 0 --threads 1 --max-connections 20000
+  start idle "$S" "$server" -q 127.0.0.1 0 --threads 1 --max-connections 20000 --idle-timeout 0
   before=$(awk '/VmRSS/ {print $2}' "/proc/$LAST_PID/status")
+  slab_before=$(slab_kib)
   mkfifo "$WORK/hold.in"
-  python3 "$ROOT/bench/hold_connections.py" 127.0.0.1 "$PORT" 10000 < "$WORK/hold.in" > "$WORK/hold.out" &
+  python3 "$ROOT/bench/hold_connections.py" 127.0.0.1 "$PORT" "$IDLE" < "$WORK/hold.in" > "$WORK/hold.out" &
   HOLD_PID=$!; PIDS+=($HOLD_PID)
   exec 9> "$WORK/hold.in"
   for _ in $(seq 240); do grep -q holding "$WORK/hold.out" 2>/dev/null && break; sleep 0.25; done
   sleep 1
   after=$(awk '/VmRSS/ {print $2}' "/proc/$LAST_PID/status")
+  slab_after=$(slab_kib)
+  probe="n/a (echo)"
+  if [ "$server" = app-server ]; then
+    probe=$("$S" bench app 127.0.0.1 "$PORT" -c 1 -n 20000 --json | json '"%.0f / %.0f" % (d["latency_us"]["p50"], d["latency_us"]["p99"])')
+  fi
   exec 9>&-
   wait "$HOLD_PID" 2>/dev/null || true
   rm -f "$WORK/hold.in"
   stop
-  echo "| sockets $server | ${before} KiB | ${after} KiB | $(( (after - before) * 1024 / 10000 )) bytes |"
+  # Both ends of each connection are sockets of this kernel: 2 per connection.
+  echo "| sockets $server | ${before} KiB | ${after} KiB | $(( (after - before) * 1024 / IDLE )) bytes | $(( (slab_after - slab_before) * 1024 / (2 * IDLE) )) bytes | $probe |"
 done
 echo
 

@@ -200,3 +200,55 @@ fn ipv6_loopback_and_dual_stack() {
         );
     }
 }
+
+/// Pipes the echo server holds: `pipe:[...]` among its descriptors.
+fn pipes_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+        .count()
+}
+
+/// Sends 4 MiB without reading at first (so the server is mid-echo),
+/// counts the server's pipes, then reads the echo and checks it.
+fn pipes_while_echoing(server: &ServerProcess) -> usize {
+    use std::io::{Read, Write};
+    let mut client = std::net::TcpStream::connect(server.addr()).unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let payload: Vec<u8> = (0..4u32 << 20).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut writer = client.try_clone().unwrap();
+    let sent = payload.clone();
+    let sender = std::thread::spawn(move || writer.write_all(&sent).unwrap());
+    // The socket buffers fill (or everything is echoed into them); either
+    // way the connection is open and mid-transfer: we have not closed.
+    std::thread::sleep(Duration::from_millis(300));
+    let pipes = pipes_of(server.pid());
+    let mut echoed = vec![0u8; payload.len()];
+    client.read_exact(&mut echoed).unwrap();
+    sender.join().unwrap();
+    assert!(echoed == payload, "the echo differs");
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(client.read(&mut [0u8; 16]).unwrap(), 0, "nothing more than the echo");
+    pipes
+}
+
+#[test]
+fn a_bulk_echo_on_a_plain_socket_is_spliced_through_a_pipe() {
+    // The runtime has pipes of its own (signal handling): count ours on top.
+    let plain = start_echo_server(&["-q"]);
+    let at_rest = pipes_of(plain.pid());
+    assert_eq!(
+        pipes_while_echoing(&plain),
+        at_rest + 2,
+        "a bulk echo moves through one pipe (two descriptors)"
+    );
+    // With the bytes wanted in the log, they are read into memory instead.
+    let logged = start_echo_server(&["-v"]);
+    let at_rest = pipes_of(logged.pid());
+    assert_eq!(
+        pipes_while_echoing(&logged),
+        at_rest,
+        "-v echoes by copy, to log the bytes"
+    );
+}

@@ -255,6 +255,27 @@ impl Outcome {
 }
 
 /// Answers one well-framed request.
+/// A response as the server sends it.
+#[derive(Debug)]
+pub enum Response<'t> {
+    /// A search the table answers: its message, encoded when the table was loaded.
+    Encoded(&'t Bytes),
+    /// Anything else, to encode.
+    Message(Message),
+}
+
+/// [`respond`], with a table hit given as the encoded message the table
+/// keeps, so that answering it costs a copy instead of an encoding.
+pub fn respond_encoded<'t>(table: &'t SearchTable, request: &Message) -> (Response<'t>, Outcome) {
+    if let Ok(Request::Search { value }) = Request::parse(request)
+        && let Some(frame) = table.encoded_response(&value)
+    {
+        return (Response::Encoded(frame), Outcome::Hit);
+    }
+    let (message, outcome) = respond(table, request);
+    (Response::Message(message), outcome)
+}
+
 pub fn respond(table: &SearchTable, request: &Message) -> (Message, Outcome) {
     match Request::parse(request) {
         Ok(Request::Search { value }) => match table.encoded_answer(&value) {
@@ -427,6 +448,28 @@ mod tests {
             content: Bytes::copy_from_slice(content.as_bytes()),
             ..Message::json(&())
         }
+    }
+
+    #[test]
+    fn an_encoded_hit_is_the_encoding_of_the_answer() {
+        use tokio_util::codec::Encoder;
+        let table = SearchTable::builtin();
+        for query in ["morpheus", "ring", "\u{1f436}"] {
+            let request = client_request(SEARCH, query);
+            let (Response::Encoded(frame), Outcome::Hit) = respond_encoded(&table, &request) else {
+                panic!("{query} is a hit");
+            };
+            let mut expected = bytes::BytesMut::new();
+            crate::protocol::MessageCodec::new()
+                .encode(&respond(&table, &request).0, &mut expected)
+                .unwrap();
+            assert_eq!(&frame[..], &expected[..], "{query}");
+        }
+        let miss = client_request(SEARCH, "nobody");
+        assert!(matches!(
+            respond_encoded(&table, &miss),
+            (Response::Message(_), Outcome::Miss)
+        ));
     }
 
     fn result_of(response: &Message) -> String {

@@ -11,10 +11,11 @@ use arc_swap::ArcSwap;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tracing::{Level, enabled};
 
-use super::{AppError, Outcome, SearchTable, respond};
+use super::{AppError, Outcome, Response, SearchTable, respond_encoded};
 use crate::escape::Escaped;
 use crate::limited;
-use crate::protocol::{Message, MessageCodec, ProtocolError};
+use crate::protocol::codec::Encoded;
+use crate::protocol::{Message, MessageCodec, ProtocolError, TEXT_JSON};
 use crate::python_repr::BytesRepr;
 use crate::server::driver::{Driver, End, FramedDecoder};
 use crate::server::log_limit::REQUEST_LINES;
@@ -62,8 +63,18 @@ impl ConnectionHandler for AppHandler {
             match driver.next_request().await {
                 Ok(request) => {
                     log_request(&request, &peer);
-                    let (response, outcome) = respond(&self.table.load(), &request);
-                    queue(&mut driver, &response, outcome, &peer);
+                    let table = self.table.load();
+                    match respond_encoded(&table, &request) {
+                        (Response::Encoded(frame), outcome) => {
+                            // A table's answer is text/json; its content follows the header.
+                            let header_len = usize::from(u16::from_be_bytes([frame[0], frame[1]]));
+                            trace_response(&peer, TEXT_JSON, &frame[2 + header_len..]);
+                            driver
+                                .queue_answer(Encoded(frame), outcome.index())
+                                .expect("encoded messages queue");
+                        }
+                        (Response::Message(response), outcome) => queue(&mut driver, &response, outcome, &peer),
+                    }
                     if self.one_shot {
                         break CloseReason::ResponseSent;
                     }
@@ -94,15 +105,7 @@ fn queue<S>(driver: &mut Driver<S, MessageCodec>, response: &Message, outcome: O
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    if enabled!(Level::TRACE) {
-        limited!(
-            REQUEST_LINES,
-            TRACE,
-            "Sending response to {peer}: {} {}",
-            response.content_type,
-            BytesRepr(&response.content)
-        );
-    }
+    trace_response(peer, &response.content_type, &response.content);
     // Our responses' headers are a few dozen bytes: encoding cannot exceed the u16.
     driver
         .queue_answer(response, outcome.index())
@@ -110,6 +113,18 @@ where
 }
 
 /// One line per request (capped), quoting what the client sent escaped and cut.
+/// The `-vv` line for each response.
+fn trace_response(peer: &PeerAddr, content_type: &str, content: &[u8]) {
+    if enabled!(Level::TRACE) {
+        limited!(
+            REQUEST_LINES,
+            TRACE,
+            "Sending response to {peer}: {content_type} {}",
+            BytesRepr(content)
+        );
+    }
+}
+
 fn log_request(request: &Message, peer: &PeerAddr) {
     if request.is_json() {
         limited!(

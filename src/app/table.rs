@@ -5,10 +5,12 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use tokio_util::codec::Encoder;
 
 use super::Answer;
 use crate::protocol::json::to_python_json;
+use crate::protocol::{Message, MessageCodec};
 
 /// The search table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,8 @@ struct Entry {
     answer: String,
     /// `{"result": "<answer>"}` as Python would write it.
     response_content: Bytes,
+    /// The whole response message, encoded: what a hit sends.
+    response_frame: Bytes,
 }
 
 impl Entry {
@@ -31,9 +35,14 @@ impl Entry {
             })
             .expect("strings serialize"),
         );
+        let mut frame = BytesMut::new();
+        MessageCodec::new()
+            .encode(&Message::json_content(response_content.clone()), &mut frame)
+            .expect("an answer's message encodes");
         Entry {
             answer,
             response_content,
+            response_frame: frame.freeze(),
         }
     }
 }
@@ -96,6 +105,11 @@ impl SearchTable {
     /// The encoded `{"result": ...}` content for `query`, if the table has one.
     pub fn encoded_answer(&self, query: &str) -> Option<&Bytes> {
         self.entries.get(query).map(|entry| &entry.response_content)
+    }
+
+    /// The whole encoded response message for `query`, if the table has one.
+    pub fn encoded_response(&self, query: &str) -> Option<&Bytes> {
+        self.entries.get(query).map(|entry| &entry.response_frame)
     }
 
     /// Number of entries.

@@ -6,7 +6,9 @@
 //! without reading fills its socket buffers, our write waits, and we stop
 //! reading from it (backpressure), up to the idle timeout. Idle connections
 //! hold no buffer; bulk transfers get large reads while the server-wide input
-//! budget has room.
+//! budget has room. On a plain socket (not TLS, no debug log of the bytes)
+//! a bulk transfer moves through a pipe with `splice(2)` instead: socket →
+//! pipe → the same socket, the bytes never copied into our memory.
 //!
 //! Datagrams are where an echo server can hurt others: see [`datagram`].
 
@@ -21,7 +23,8 @@ use crate::limited;
 use crate::python_repr::BytesRepr;
 use crate::server::log_limit::REQUEST_LINES;
 use crate::server::{CloseReason, Connection, ConnectionHandler, DRAIN_GRACE, close_gracefully, metrics};
-use crate::transport::splice::Splice;
+use crate::transport::splice::{SocketRef, Splice, Splicer};
+use tracing::debug;
 
 /// Size of the in-task array that takes small reads.
 const SMALL_READ: usize = 512;
@@ -29,6 +32,47 @@ const SMALL_READ: usize = 512;
 const INITIAL_BUFFER: usize = 16 * 1024;
 /// Largest read buffer of a connection: what one client can hold in memory.
 pub const MAX_BUFFER: usize = 256 * 1024;
+
+/// Echoes a plain socket to itself through `splicer`'s pipe, one pipe's
+/// worth at a time (so a client that does not read stops being read from,
+/// as with the copy loop), with the same deadlines and shutdown.
+async fn splice_echo(
+    splicer: &Splicer,
+    socket: SocketRef<'_>,
+    shutdown: &tokio_util::sync::CancellationToken,
+    idle: Option<std::time::Duration>,
+    mut draining: bool,
+) -> CloseReason {
+    loop {
+        let fill = splicer.fill(socket);
+        let read = if draining {
+            // Shutting down: echo what has arrived, wait for nothing more.
+            match fill.now_or_never() {
+                Some(read) => read,
+                None => return CloseReason::Shutdown,
+            }
+        } else {
+            tokio::select! {
+                read = fill => read,
+                () = shutdown.cancelled() => {
+                    draining = true;
+                    continue;
+                }
+                () = sleep_for(idle) => return CloseReason::IdleTimeout(idle.unwrap_or_default()),
+            }
+        };
+        let n = match read {
+            Ok(0) => return CloseReason::PeerClosed,
+            Ok(n) => n,
+            Err(error) => return CloseReason::Io(error),
+        };
+        match within(idle, splicer.drain(socket, n, |_| ())).await {
+            None => return CloseReason::WriteStalled(idle.unwrap_or_default()),
+            Some(Err(error)) => return CloseReason::Io(error),
+            Some(Ok(())) => metrics::bytes(n as u64, n as u64),
+        }
+    }
+}
 
 /// Echoes streams.
 #[derive(Debug, Clone, Copy, Default)]
@@ -116,8 +160,19 @@ impl ConnectionHandler for EchoHandler {
                     bulk = BytesMut::new();
                     budget.try_set(0);
                 }
-            } else if n == SMALL_READ && budget.try_set(INITIAL_BUFFER) {
-                bulk.reserve(INITIAL_BUFFER);
+            } else if n == SMALL_READ {
+                // A bulk transfer begins. A plain socket whose bytes we need
+                // not see (nobody asked for them in the log) echoes from now
+                // on through a pipe: the bytes never enter our memory.
+                if let Some(socket) = stream.socket().filter(|_| !tracing::enabled!(tracing::Level::DEBUG)) {
+                    match Splicer::new() {
+                        Ok(splicer) => break splice_echo(&splicer, socket, &shutdown, idle, draining).await,
+                        Err(error) => debug!("echoing by copy: no pipe for splice ({error})"),
+                    }
+                }
+                if budget.try_set(INITIAL_BUFFER) {
+                    bulk.reserve(INITIAL_BUFFER);
+                }
             }
         };
         close_gracefully(&mut stream, &reason, tls).await;

@@ -594,6 +594,18 @@ pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S,
         }
         return;
     }
+    // The one response of a one-shot connection went out and the client has
+    // sent nothing more: a close now sends a FIN, not a reset (only unread
+    // input makes one), so the client reads its response whole. Waiting for
+    // its FIN first would cost a wake-up and two system calls per connection.
+    // (TLS still says close_notify below.)
+    if matches!(reason, CloseReason::ResponseSent) && !tls {
+        let mut probe = [0u8; 1];
+        match stream.read(&mut probe).now_or_never() {
+            None | Some(Ok(0) | Err(_)) => return,
+            Some(Ok(_)) => {} // the client sent more: linger as below
+        }
+    }
     if stream.shutdown().await.is_err() {
         return;
     }

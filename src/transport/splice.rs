@@ -145,6 +145,71 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
     usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }
 
+/// A pipe to move bytes through: from a socket into the pipe, from the
+/// pipe into a socket (the same one, for an echo). Holds two descriptors
+/// and, while bytes are in it, at most [`CHUNK`] of kernel memory.
+pub struct Splicer {
+    pipe: Pipe,
+}
+
+impl Splicer {
+    /// Makes the pipe.
+    ///
+    /// # Errors
+    /// When the process is out of descriptors (or the kernel of pipes).
+    pub fn new() -> io::Result<Splicer> {
+        Ok(Splicer { pipe: Pipe::new()? })
+    }
+
+    /// Waits until `from` has bytes and moves up to a pipe's worth of them
+    /// into the pipe, which must be empty; `Ok(0)` when `from` has ended
+    /// its side. Cancel safe: bytes move only in the poll that returns them.
+    ///
+    /// # Errors
+    /// The socket's failure.
+    pub async fn fill(&self, from: SocketRef<'_>) -> io::Result<usize> {
+        loop {
+            from.ready(Interest::READABLE).await?;
+            // The pipe is empty here: a would-block can only be the socket's.
+            match from.try_io(Interest::READABLE, || {
+                splice(from.fd(), self.pipe.write.as_raw_fd(), CHUNK)
+            }) {
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                moved => return moved,
+            }
+        }
+    }
+
+    /// Moves `len` bytes from the pipe into `to`, waiting while its send
+    /// buffer is full; `written` is told each count.
+    ///
+    /// # Errors
+    /// The socket's failure.
+    pub async fn drain(&self, to: SocketRef<'_>, len: usize, mut written: impl FnMut(usize)) -> io::Result<()> {
+        let mut left = len;
+        while left > 0 {
+            to.ready(Interest::WRITABLE).await?;
+            match to.try_io(Interest::WRITABLE, || splice(self.pipe.read.as_raw_fd(), to.fd(), left)) {
+                Ok(moved) => {
+                    left -= moved;
+                    written(moved);
+                }
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends `to`'s sending side (a half-close passed on).
+    ///
+    /// # Errors
+    /// The socket's failure.
+    pub fn finish(to: SocketRef<'_>) -> io::Result<()> {
+        to.shutdown_write()
+    }
+}
+
 /// Moves everything `from` sends to `to` until `from` ends its side, then
 /// ends `to`'s sending side too (a half-close passes through). Returns the
 /// bytes moved. `written` is called with each count, for progress.
@@ -152,35 +217,16 @@ fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 /// # Errors
 /// The first failure of either socket, or of making the pipe.
 pub async fn splice_one_way(from: SocketRef<'_>, to: SocketRef<'_>, mut written: impl FnMut(usize)) -> io::Result<u64> {
-    let pipe = Pipe::new()?;
+    let splicer = Splicer::new()?;
     let mut total = 0u64;
     loop {
-        // The pipe is empty here: a would-block can only be the socket's.
-        let n = loop {
-            from.ready(Interest::READABLE).await?;
-            match from.try_io(Interest::READABLE, || splice(from.fd(), pipe.write.as_raw_fd(), CHUNK)) {
-                Ok(n) => break n,
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Err(error),
-            }
-        };
+        let n = splicer.fill(from).await?;
         if n == 0 {
-            to.shutdown_write()?;
+            Splicer::finish(to)?;
             return Ok(total);
         }
-        let mut left = n;
-        while left > 0 {
-            to.ready(Interest::WRITABLE).await?;
-            match to.try_io(Interest::WRITABLE, || splice(pipe.read.as_raw_fd(), to.fd(), left)) {
-                Ok(moved) => {
-                    left -= moved;
-                    total += moved as u64;
-                    written(moved);
-                }
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-                Err(error) => return Err(error),
-            }
-        }
+        splicer.drain(to, n, &mut written).await?;
+        total += n as u64;
     }
 }
 
