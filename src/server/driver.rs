@@ -123,8 +123,12 @@ pub struct Driver<S, C> {
     tls: bool,
     /// When the last read completed: when the requests it completed arrived.
     last_read_at: Instant,
-    /// Answers queued since the last write: label and arrival.
-    answers: [(u16, Instant); ANSWERS_PER_BATCH],
+    /// Answers queued since the last write: each one's label and when its
+    /// request arrived, in microseconds since `born` (wrapping: an answer
+    /// is counted well within the 71 minutes a u32 of them spans). Half
+    /// the size of Instants, in every connection's task.
+    answers: [(u16, u32); ANSWERS_PER_BATCH],
+    born: Instant,
     answered: usize,
     bytes_in: u64,
     bytes_out: u64,
@@ -157,7 +161,8 @@ where
             message_deadline: None,
             tls: false,
             last_read_at: Instant::now(),
-            answers: [(0, Instant::now()); ANSWERS_PER_BATCH],
+            answers: [(0, 0); ANSWERS_PER_BATCH],
+            born: Instant::now(),
             answered: 0,
             bytes_in: 0,
             bytes_out: 0,
@@ -179,19 +184,25 @@ where
         if self.answered == ANSWERS_PER_BATCH {
             self.count_answers(Instant::now());
         }
-        self.answers[self.answered] = (u16::try_from(label).unwrap_or(u16::MAX), self.last_read_at);
+        let arrived = self.micros_since_born(self.last_read_at);
+        self.answers[self.answered] = (u16::try_from(label).unwrap_or(u16::MAX), arrived);
         self.answered += 1;
         self.queue(message)
     }
 
+    /// `at` as microseconds since the driver was made, wrapping.
+    fn micros_since_born(&self, at: Instant) -> u32 {
+        at.saturating_duration_since(self.born).as_micros() as u32
+    }
+
     /// Hands the answers and bytes counted so far to the metrics.
     fn count_answers(&mut self, written_at: Instant) {
+        let written = self.micros_since_born(written_at);
         let answers = &self.answers[..self.answered];
-        metrics::requests(
-            answers
-                .iter()
-                .map(|(label, arrived)| (usize::from(*label), written_at.saturating_duration_since(*arrived))),
-        );
+        metrics::requests(answers.iter().map(|&(label, arrived)| {
+            let waited = Duration::from_micros(u64::from(written.wrapping_sub(arrived)));
+            (usize::from(label), waited)
+        }));
         metrics::bytes(self.bytes_in, self.bytes_out);
         self.answered = 0;
         self.bytes_in = 0;
@@ -314,7 +325,7 @@ where
 
     /// Writes what is queued and closes the connection without losing it
     /// (see [`close_gracefully`]). Returns `reason`, or why writing failed.
-    pub async fn close(mut self, reason: CloseReason) -> CloseReason {
+    pub async fn close(&mut self, reason: CloseReason) -> CloseReason {
         // Unread input is no longer needed: give it back before lingering,
         // so an evicted connection frees its share at once.
         self.input = BytesMut::new();

@@ -239,7 +239,9 @@ impl Stage {
         };
         // The balancer's health checks are counted apart, TLS included.
         let count = !identity.is_balancers_own();
-        let stream = match within_until(deadline, acceptor.accept(stream)).await {
+        // Boxed: a handshake's state is a few KiB, and inline it would be
+        // part of every connection's task for its whole life, TLS or not.
+        let stream = match Box::pin(within_until(deadline, acceptor.accept(stream))).await {
             None => {
                 if count {
                     metrics::tls_handshake(None);
