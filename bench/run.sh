@@ -233,17 +233,23 @@ echo
 
 fi
 
-# 3. Latency: one connection, no pipelining, client and server pinned to CPU 0.
+# 3. Latency: one connection, no pipelining, client and server pinned to CPU 0,
+# ours against the minimal server in the same run.
 if want latency; then
 echo "## Latency, 1 connection, no pipelining, client and server pinned to CPU 0"
 echo
-start app taskset -c 0 "$S" app-server -q 127.0.0.1 0 --threads 1
-lat=$(taskset -c 0 "$S" bench app 127.0.0.1 "$PORT" -c 1 -d "$DURATION" --json \
-  | json '"| %d | %.1f | %.1f | %.1f | %.1f |" % (d["requests_per_second"], d["latency_us"]["p50"], d["latency_us"]["p99"], d["latency_us"]["p99.9"], d["latency_us"]["max"])')
-stop
-echo "| requests/s | p50 µs | p99 µs | p99.9 µs | max µs |"
-echo "|---|---|---|---|---|"
-echo "$lat"
+echo "| server | requests/s | p50 µs | p99 µs | p99.9 µs | max µs |"
+echo "|---|---|---|---|---|---|"
+for server in ours minimal; do
+  case $server in
+    ours) start app taskset -c 0 "$S" app-server -q 127.0.0.1 0 --threads 1 ;;
+    minimal) start minimal taskset -c 0 "$MINIMAL" app ;;
+  esac
+  lat=$(taskset -c 0 "$S" bench app 127.0.0.1 "$PORT" -c 1 -d "$DURATION" --json \
+    | json '"%d | %.1f | %.1f | %.1f | %.1f" % (d["requests_per_second"], d["latency_us"]["p50"], d["latency_us"]["p99"], d["latency_us"]["p99.9"], d["latency_us"]["max"])')
+  stop
+  echo "| $server | $lat |"
+done
 echo
 
 fi

@@ -127,7 +127,9 @@ pub struct Driver<S, C> {
     /// request arrived, in microseconds since `born` (wrapping: an answer
     /// is counted well within the 71 minutes a u32 of them spans). Half
     /// the size of Instants, in every connection's task.
-    answers: [(u16, u32); ANSWERS_PER_BATCH],
+    /// Kept only while metrics count (`--metrics`): otherwise no
+    /// connection carries them.
+    answers: Option<Box<[(u16, u32); ANSWERS_PER_BATCH]>>,
     born: Instant,
     answered: usize,
     bytes_in: u64,
@@ -161,7 +163,7 @@ where
             message_deadline: None,
             tls: false,
             last_read_at: Instant::now(),
-            answers: [(0, 0); ANSWERS_PER_BATCH],
+            answers: metrics::is_enabled().then(|| Box::new([(0, 0); ANSWERS_PER_BATCH])),
             born: Instant::now(),
             answered: 0,
             bytes_in: 0,
@@ -185,7 +187,9 @@ where
             self.count_answers(Instant::now());
         }
         let arrived = self.micros_since_born(self.last_read_at);
-        self.answers[self.answered] = (u16::try_from(label).unwrap_or(u16::MAX), arrived);
+        if let Some(answers) = &mut self.answers {
+            answers[self.answered] = (u16::try_from(label).unwrap_or(u16::MAX), arrived);
+        }
         self.answered += 1;
         self.queue(message)
     }
@@ -198,7 +202,10 @@ where
     /// Hands the answers and bytes counted so far to the metrics.
     fn count_answers(&mut self, written_at: Instant) {
         let written = self.micros_since_born(written_at);
-        let answers = &self.answers[..self.answered];
+        let answers = self
+            .answers
+            .as_deref()
+            .map_or(&[][..], |answers| &answers[..self.answered]);
         metrics::requests(answers.iter().map(|&(label, arrived)| {
             let waited = Duration::from_micros(u64::from(written.wrapping_sub(arrived)));
             (usize::from(label), waited)

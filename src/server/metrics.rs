@@ -130,6 +130,11 @@ pub fn enable() {
     ENABLED.store(true, Ordering::Relaxed);
 }
 
+/// Whether metrics are counting.
+pub fn is_enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
 fn with_block(count: impl FnOnce(&Block)) {
     if ENABLED.load(Ordering::Relaxed) {
         BLOCK.with(|block| count(block));
