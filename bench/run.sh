@@ -98,7 +98,7 @@ if want cpu; then
 echo "## Server CPU per unit of work"
 echo
 # cpu_row NAME UNIT BENCH_ARGS...: runs bench against the last started
-# server and prints a row: name, server CPU per unit, rate.
+# server, stops it, and adds a row to `rows`: name, server CPU per unit, rate.
 cpu_row() {
   local name=$1 unit=$2
   shift 2
@@ -107,23 +107,23 @@ cpu_row() {
   local per rate
   per=$(json 'round(d["server_cpu"]["per_unit_us"], 2)' < "$WORK/cpu.json")
   rate=$(json 'round(d["requests_per_second"] or d["megabytes_per_second"])' < "$WORK/cpu.json")
-  echo "$name|$per|$rate"
+  rows+=("$name|$per|$rate")
 }
-# redis_row CLIENTS PIPELINE: redis-server's CPU per PING_INLINE under redis-benchmark.
+# redis_row CLIENTS PIPELINE: adds redis-server's CPU per PING_INLINE under redis-benchmark.
 redis_row() {
-  local rport n before after
+  local rport n before after start_ns took_ns
   rport=$(free_port)
-  n=$((DURATION * 200000 * $2 / ($2 + 1)))
+  n=$((DURATION * ($2 > 1 ? 400000 : 25000)))
   redis-server --port "$rport" --save '' --appendonly no > "$WORK/redis-cpu.log" 2>&1 &
   PIDS+=($!); LAST_PID=$!
   for _ in $(seq 100); do redis-cli -p "$rport" ping > /dev/null 2>&1 && break; sleep 0.05; done
   before=$(cpu_ticks "$LAST_PID")
-  local start_ns=$(date +%s%N)
+  start_ns=$(date +%s%N)
   redis-benchmark -p "$rport" -t ping_inline -c "$1" -P "$2" -n "$n" -q > /dev/null 2>&1
-  local took_ns=$(($(date +%s%N) - start_ns))
+  took_ns=$(($(date +%s%N) - start_ns))
   after=$(cpu_ticks "$LAST_PID")
   stop
-  python3 -c "print(f'redis-server (redis-benchmark -t ping_inline)|{($after - $before) * 1e6 / $(getconf CLK_TCK) / $n:.2f}|{$n * 1e9 / $took_ns:.0f}')"
+  rows+=("$(python3 -c "print(f'redis-server (redis-benchmark -t ping_inline)|{($after - $before) * 1e6 / $(getconf CLK_TCK) / $n:.2f}|{$n * 1e9 / $took_ns:.0f}')")")
 }
 # table TITLE UNIT ROWS...: rows as NAME|PER|RATE, ratios against the last row.
 table() {
@@ -143,34 +143,35 @@ table() {
 }
 
 rows=()
-start app "$S" app-server -q 127.0.0.1 0; rows+=("$(cpu_row "sockets app-server (default: a runtime per core)" request app 127.0.0.1 "$PORT" -c 64 -P 16)")
-start app "$S" app-server -q 127.0.0.1 0 --threads 1; rows+=("$(cpu_row "sockets app-server --threads 1" request app 127.0.0.1 "$PORT" -c 64 -P 16)")
+start app "$S" app-server -q 127.0.0.1 0; cpu_row "sockets app-server (default: a runtime per core)" request app 127.0.0.1 "$PORT" -c 64 -P 16
+start app "$S" app-server -q 127.0.0.1 0 --threads 1; cpu_row "sockets app-server --threads 1" request app 127.0.0.1 "$PORT" -c 64 -P 16
 if [ -n "${BEFORE:-}" ]; then
-  start app "$BEFORE" app-server -q 127.0.0.1 0; rows+=("$(cpu_row "before (work-stealing runtime)" request app 127.0.0.1 "$PORT" -c 64 -P 16)")
+  start app "$BEFORE" app-server -q 127.0.0.1 0; cpu_row "before (work-stealing runtime)" request app 127.0.0.1 "$PORT" -c 64 -P 16
 fi
-start minimal "$MINIMAL" app; rows+=("$(cpu_row "minimal server" request app 127.0.0.1 "$PORT" -c 64 -P 16)")
-rows+=("$(redis_row 64 16)")
+start minimal "$MINIMAL" app; cpu_row "minimal server" request app 127.0.0.1 "$PORT" -c 64 -P 16
+redis_row 64 16
 table "Persistent, 64 connections, pipeline 16 (rate: requests/s)" request "${rows[@]}"
 
 rows=()
-start app "$S" app-server -q 127.0.0.1 0 --threads 1; rows+=("$(cpu_row "sockets app-server --threads 1" request app 127.0.0.1 "$PORT" -c 1)")
-start minimal "$MINIMAL" app; rows+=("$(cpu_row "minimal server" request app 127.0.0.1 "$PORT" -c 1)")
-rows+=("$(redis_row 1 1)")
+start app "$S" app-server -q 127.0.0.1 0 --threads 1; cpu_row "sockets app-server --threads 1" request app 127.0.0.1 "$PORT" -c 1
+start minimal "$MINIMAL" app; cpu_row "minimal server" request app 127.0.0.1 "$PORT" -c 1
+redis_row 1 1
 table "Persistent, 1 connection, no pipelining (rate: requests/s)" request "${rows[@]}"
 
 rows=()
-start app "$S" app-server -q 127.0.0.1 0 --one-shot; rows+=("$(cpu_row "sockets app-server --one-shot (default: a runtime per core)" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8)")
-start app "$S" app-server -q 127.0.0.1 0 --one-shot --threads 1; rows+=("$(cpu_row "sockets app-server --one-shot --threads 1" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8)")
+start app "$S" app-server -q 127.0.0.1 0 --one-shot; cpu_row "sockets app-server --one-shot (default: a runtime per core)" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8
+start app "$S" app-server -q 127.0.0.1 0 --one-shot --reuse-port; cpu_row "sockets app-server --one-shot --reuse-port (a listener per core)" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8
+start app "$S" app-server -q 127.0.0.1 0 --one-shot --threads 1; cpu_row "sockets app-server --one-shot --threads 1" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8
 if [ -n "${BEFORE:-}" ]; then
-  start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot; rows+=("$(cpu_row "before --one-shot (work-stealing runtime)" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8)")
-  start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot --threads 1; rows+=("$(cpu_row "before --one-shot --threads 1" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8)")
+  start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot; cpu_row "before --one-shot (work-stealing runtime)" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8
+  start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot --threads 1; cpu_row "before --one-shot --threads 1" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8
 fi
-start minimal "$MINIMAL" app-oneshot; rows+=("$(cpu_row "minimal server" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8)")
+start minimal "$MINIMAL" app-oneshot; cpu_row "minimal server" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8
 table "Oneshot, 8 workers: connect, request, response, close (rate: connections/s)" connection "${rows[@]}"
 
 rows=()
-start echo "$S" echo-server -q 127.0.0.1 0; rows+=("$(cpu_row "sockets echo-server (splice)" MB echo 127.0.0.1 "$PORT" -c 1 --block-size 65536)")
-start minimal "$MINIMAL" echo; rows+=("$(cpu_row "minimal echo loop" MB echo 127.0.0.1 "$PORT" -c 1 --block-size 65536)")
+start echo "$S" echo-server -q 127.0.0.1 0; cpu_row "sockets echo-server (splice)" MB echo 127.0.0.1 "$PORT" -c 1 --block-size 65536
+start minimal "$MINIMAL" echo; cpu_row "minimal echo loop" MB echo 127.0.0.1 "$PORT" -c 1 --block-size 65536
 table "Echo, 1 connection, 64 KiB blocks (rate: MB/s echoed)" MB "${rows[@]}"
 fi
 
@@ -264,9 +265,12 @@ echo
 echo "| server | RSS before | RSS with $IDLE idle | per connection | kernel slab per socket | a new connection's requests meanwhile: p50 / p99 µs |"
 echo "|---|---|---|---|---|---|"
 slab_kib() { awk '/^Slab:/ {print $2}' /proc/meminfo; }
+# RSS from smaps_rollup: VmRSS in /proc/PID/status is summed from per-thread
+# counters that lag (by tens of MB, seen here), smaps_rollup walks the pages.
+rss_kib() { awk '/^Rss:/ {print $2}' "/proc/$1/smaps_rollup"; }
 for server in app-server echo-server; do
   start idle "$S" "$server" -q 127.0.0.1 0 --threads 1 --max-connections 20000 --idle-timeout 0
-  before=$(awk '/VmRSS/ {print $2}' "/proc/$LAST_PID/status")
+  before=$(rss_kib "$LAST_PID")
   slab_before=$(slab_kib)
   mkfifo "$WORK/hold.in"
   python3 "$ROOT/bench/hold_connections.py" 127.0.0.1 "$PORT" "$IDLE" < "$WORK/hold.in" > "$WORK/hold.out" &
@@ -274,7 +278,7 @@ for server in app-server echo-server; do
   exec 9> "$WORK/hold.in"
   for _ in $(seq 240); do grep -q holding "$WORK/hold.out" 2>/dev/null && break; sleep 0.25; done
   sleep 1
-  after=$(awk '/VmRSS/ {print $2}' "/proc/$LAST_PID/status")
+  after=$(rss_kib "$LAST_PID")
   slab_after=$(slab_kib)
   probe="n/a (echo)"
   if [ "$server" = app-server ]; then

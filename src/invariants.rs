@@ -342,3 +342,31 @@ pub fn check(target: &str, data: &[u8]) -> Result<(), String> {
         other => panic!("no fuzz target {other:?}; the targets are {TARGETS:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_python_literal_reader_refuses_what_repr_never_writes() {
+        assert_eq!(read_python_bytes_literal(r"b'a\x41\n'"), Some(b"a\x41\n".to_vec()));
+        for bad in [r"b'\q'", "b'it's'", "'no prefix'", r"b'\x4'", "b'unterminated"] {
+            assert_eq!(read_python_bytes_literal(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn each_check_reports_a_broken_property() {
+        // A stream whose second message is cut: the error names the truncation.
+        let whole = decode_in_pieces(b"\x00", &[], 1 << 20).unwrap();
+        assert_eq!(
+            whole.error.as_deref(),
+            Some("stream ended in the middle of a message (1 bytes of it left unread)")
+        );
+        // A proxy parse that depends on the cut would be reported; a header
+        // that is not one is refused the same way whole or cut.
+        assert!(proxy_parse_ignores_segmentation(b"GET / HTTP/1.1\r\n").is_ok());
+        // An unknown target is a programming error, said loudly.
+        assert!(std::panic::catch_unwind(|| check("nonesuch", b"")).is_err());
+    }
+}

@@ -254,7 +254,6 @@ impl Outcome {
     }
 }
 
-/// Answers one well-framed request.
 /// A response as the server sends it.
 #[derive(Debug)]
 pub enum Response<'t> {
@@ -276,6 +275,7 @@ pub fn respond_encoded<'t>(table: &'t SearchTable, request: &Message) -> (Respon
     (Response::Message(message), outcome)
 }
 
+/// Answers one well-framed request.
 pub fn respond(table: &SearchTable, request: &Message) -> (Message, Outcome) {
     match Request::parse(request) {
         Ok(Request::Search { value }) => match table.encoded_answer(&value) {

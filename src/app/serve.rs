@@ -103,7 +103,7 @@ fn farewell(end: &End<ProtocolError>) -> Option<AppError> {
 
 fn queue<S>(driver: &mut Driver<S, MessageCodec>, response: &Message, outcome: Outcome, peer: &PeerAddr)
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Splice + Unpin,
 {
     trace_response(peer, &response.content_type, &response.content);
     // Our responses' headers are a few dozen bytes: encoding cannot exceed the u16.
@@ -112,7 +112,6 @@ where
         .expect("responses encode");
 }
 
-/// One line per request (capped), quoting what the client sent escaped and cut.
 /// The `-vv` line for each response.
 fn trace_response(peer: &PeerAddr, content_type: &str, content: &[u8]) {
     if enabled!(Level::TRACE) {
@@ -125,6 +124,7 @@ fn trace_response(peer: &PeerAddr, content_type: &str, content: &[u8]) {
     }
 }
 
+/// One line per request (capped), quoting what the client sent escaped and cut.
 fn log_request(request: &Message, peer: &PeerAddr) {
     if request.is_json() {
         limited!(

@@ -89,7 +89,7 @@ pub async fn run(args: AppServerArgs) -> Result<ExitCode> {
         reloadable: "--data and --tls-cert",
     };
     metrics::set_request_labels(&REQUEST_LABELS);
-    args.server.serve(listening, config, handler, reload).await;
+    args.server.serve(listening, config, handler, reload).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -78,6 +78,6 @@ pub async fn run(args: BrokerArgs) -> Result<ExitCode> {
         reloadable: "--tls-cert",
     };
     metrics::set_request_labels(&BROKER_LABELS);
-    args.server.serve(listening, config, handler, reload).await;
+    args.server.serve(listening, config, handler, reload).await?;
     Ok(ExitCode::SUCCESS)
 }

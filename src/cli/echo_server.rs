@@ -70,7 +70,7 @@ pub async fn run(args: EchoServerArgs) -> Result<ExitCode> {
             reloaders: args.server.tls_reloader(&config.stage).into_iter().collect(),
             reloadable: "--tls-cert",
         };
-        args.server.serve(listening, config, EchoHandler, reload).await;
+        args.server.serve(listening, config, EchoHandler, reload).await?;
         return Ok(ExitCode::SUCCESS);
     }
     if passed_sockets_given() {

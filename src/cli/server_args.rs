@@ -89,7 +89,8 @@ pub struct ServerArgs {
     /// TCP keepalive (1 to 32767): after this long with nothing received,
     /// probe the client every SECONDS and close the connection after 3
     /// unanswered probes, so that a client whose host vanished is noticed
-    /// even with --idle-timeout 0 (default: off).
+    /// even with --idle-timeout 0 (default: off). Covers quiet connections;
+    /// unacknowledged output is bounded by --idle-timeout instead.
     #[arg(long, value_name = "SECONDS", value_parser = whole(1, 32767))]
     pub keepalive: Option<u64>,
     /// Threads serving connections, 1 to 1024 (default: one per CPU core).
@@ -347,19 +348,23 @@ impl ServerArgs {
         config: ServerConfig,
         handler: H,
         reload: Reload,
-    ) {
+    ) -> Result<()> {
         reload_on_hangup(listening.hangup, reload.reloaders, reload.reloadable);
         server::metrics::watch_budget(&config.input_budget);
         let cores = self.threads().unwrap_or_else(num_cpus);
-        let portable: std::io::Result<Vec<_>> = listening.listeners.into_iter().map(Listener::into_portable).collect();
-        match portable {
-            Ok(listeners) => {
-                server::run_on_cores(listeners, cores, config, Arc::new(handler), listening.shutdown).await;
-            }
-            Err(error) => warn!("cannot hand the listening sockets to the cores: {error}"),
+        let served = async {
+            let listeners = listening
+                .listeners
+                .into_iter()
+                .map(Listener::into_portable)
+                .collect::<std::io::Result<Vec<_>>>()?;
+            server::run_on_cores(listeners, cores, config, Arc::new(handler), listening.shutdown).await
         }
+        .await;
         listening.metrics_stop.cancel();
+        served.context("cannot serve on the cores")?;
         info!("Server stopped");
+        Ok(())
     }
 
     /// What SIGHUP reloads here: the TLS certificate and key, swapped into

@@ -41,7 +41,8 @@ pub struct TargetArgs {
     /// TCP keepalive (1 to 32767): after this long with nothing received,
     /// probe the server every SECONDS and fail after 3 unanswered probes,
     /// so that a server whose host vanished is noticed even with --timeout
-    /// 0 (default: off).
+    /// 0 (default: off). Covers quiet connections; unacknowledged writes
+    /// are bounded by --timeout.
     #[arg(long, value_name = "SECONDS", value_parser = whole(1, 32767))]
     pub keepalive: Option<u64>,
     #[command(flatten, next_help_heading = "TLS")]

@@ -35,41 +35,48 @@ pub const MAX_BUFFER: usize = 256 * 1024;
 
 /// Echoes a plain socket to itself through `splicer`'s pipe, one pipe's
 /// worth at a time (so a client that does not read stops being read from,
-/// as with the copy loop), with the same deadlines and shutdown.
+/// as with the copy loop), with the same deadlines and shutdown. Returns
+/// why the connection ends, or `None` once a read is small again: the
+/// caller then drops the pipe (two descriptors, and kernel memory while
+/// bytes are in it) and echoes by copy, as an idle connection should cost.
 async fn splice_echo(
     splicer: &Splicer,
     socket: SocketRef<'_>,
     shutdown: &tokio_util::sync::CancellationToken,
     idle: Option<std::time::Duration>,
-    mut draining: bool,
-) -> CloseReason {
+    draining: &mut bool,
+) -> Option<CloseReason> {
     loop {
         let fill = splicer.fill(socket);
-        let read = if draining {
+        let read = if *draining {
             // Shutting down: echo what has arrived, wait for nothing more.
+            tokio::task::yield_now().await;
             match fill.now_or_never() {
                 Some(read) => read,
-                None => return CloseReason::Shutdown,
+                None => return Some(CloseReason::Shutdown),
             }
         } else {
             tokio::select! {
                 read = fill => read,
                 () = shutdown.cancelled() => {
-                    draining = true;
+                    *draining = true;
                     continue;
                 }
-                () = sleep_for(idle) => return CloseReason::IdleTimeout(idle.unwrap_or_default()),
+                () = sleep_for(idle) => return Some(CloseReason::IdleTimeout(idle.unwrap_or_default())),
             }
         };
         let n = match read {
-            Ok(0) => return CloseReason::PeerClosed,
+            Ok(0) => return Some(CloseReason::PeerClosed),
             Ok(n) => n,
-            Err(error) => return CloseReason::Io(error),
+            Err(error) => return Some(CloseReason::Io(error)),
         };
         match within(idle, splicer.drain(socket, n, |_| ())).await {
-            None => return CloseReason::WriteStalled(idle.unwrap_or_default()),
-            Some(Err(error)) => return CloseReason::Io(error),
+            None => return Some(CloseReason::WriteStalled(idle.unwrap_or_default())),
+            Some(Err(error)) => return Some(CloseReason::Io(error)),
             Some(Ok(())) => metrics::bytes(n as u64, n as u64),
+        }
+        if n < SMALL_READ {
+            return None;
         }
     }
 }
@@ -118,7 +125,9 @@ impl ConnectionHandler for EchoHandler {
                     None => break CloseReason::Shutdown,
                 }
             } else if draining {
-                // Shutting down: echo what has arrived, wait for nothing more.
+                // Shutting down: echo what has arrived, wait for nothing more
+                // (after a yield, so that the runtime has seen the sockets).
+                tokio::task::yield_now().await;
                 match read.now_or_never() {
                     Some(read) => read,
                     None => break CloseReason::Shutdown,
@@ -166,7 +175,11 @@ impl ConnectionHandler for EchoHandler {
                 // on through a pipe: the bytes never enter our memory.
                 if let Some(socket) = stream.socket().filter(|_| !tracing::enabled!(tracing::Level::DEBUG)) {
                     match Splicer::new() {
-                        Ok(splicer) => break splice_echo(&splicer, socket, &shutdown, idle, draining).await,
+                        Ok(splicer) => match splice_echo(&splicer, socket, &shutdown, idle, &mut draining).await {
+                            Some(reason) => break reason,
+                            // Traffic turned small: the pipe goes, the copy loop resumes.
+                            None => continue,
+                        },
                         Err(error) => debug!("echoing by copy: no pipe for splice ({error})"),
                     }
                 }

@@ -43,6 +43,7 @@ use super::budget::{BudgetShare, Evicted};
 use super::metrics;
 use super::{CloseReason, ConnectionLimits, DRAIN_GRACE, close_gracefully};
 use crate::deadline::{sleep_until, within};
+use crate::transport::splice::Splice;
 
 /// Unsent output above which the connection stops decoding (and so reading)
 /// until the client takes its responses.
@@ -50,8 +51,8 @@ pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// Free space ensured in the input buffer before each read while a client is sending.
 const READ_CHUNK: usize = 4 * 1024;
 /// Size of the thread's scratch buffer that takes the first read after an
-/// idle wait: a burst of pipelined requests (64 x 16 search requests is
-/// 150 KiB on one connection... per batch of 16, 2.3 KiB) comes in one read.
+/// idle wait: a burst of pipelined requests comes in one read (16 search
+/// requests are 2.3 KiB).
 const FIRST_READ: usize = 16 * 1024;
 /// Answers counted between two writes; past this, counted at once.
 const ANSWERS_PER_BATCH: usize = 32;
@@ -140,7 +141,7 @@ pub struct Driver<S, C> {
 
 impl<S, C> Driver<S, C>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Splice + Unpin,
     C: FramedDecoder,
     C::Error: fmt::Display,
 {
@@ -385,7 +386,10 @@ where
                 }
             }
             if self.shutdown.is_cancelled() {
-                // Answer what the client sent before shutdown, wait for nothing more.
+                // Answer what the client sent before shutdown, wait for nothing
+                // more. Yield first: a busy runtime may not have polled the
+                // sockets lately, and a request that has arrived must be seen.
+                tokio::task::yield_now().await;
                 match first.now_or_never() {
                     Some(read) => break read.map_err(End::Io)?,
                     None => return Err(End::Shutdown),
@@ -466,7 +470,8 @@ thread_local! {
 }
 
 /// Polls one read of `stream` into the thread's scratch buffer and copies
-/// what came into `input`, sized for it (at least [`READ_CHUNK`] of room).
+/// what came into `input` (reserving at least [`READ_CHUNK`]; further
+/// growth is [`Driver::make_room`]'s, which stops at the message's end).
 /// The buffer is borrowed only within this poll, so tasks that share the
 /// thread share it: AsyncRead implementations keep no hold on the buffer
 /// they were given once they return `Pending`.

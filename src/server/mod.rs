@@ -247,10 +247,11 @@ where
 /// connection it accepts to the end, on that thread. No connection moves
 /// between threads and no task is stolen, which is what a multi-threaded
 /// runtime spends its time on when every connection is short (wake-ups
-/// across threads, parking). With as many listeners as cores (one port
-/// shared with `SO_REUSEPORT`), each core gets its own and the kernel
-/// spreads connections; with fewer (a Unix socket, a socket passed by a
-/// service manager), every core accepts from a duplicate of each. The
+/// across threads, parking). With as many listeners as cores on one port
+/// (`--reuse-port`), each core gets its own and the kernel spreads
+/// connections; otherwise (the default single TCP listener, a Unix socket,
+/// sockets passed by a service manager) every core accepts from a
+/// duplicate of each, and all cores are woken for each new connection. The
 /// connection limit, the input budget, metrics, logs and shutdown stay
 /// server-wide, and the calling runtime only waits for the end.
 pub async fn run_on_cores<H>(
@@ -259,24 +260,19 @@ pub async fn run_on_cores<H>(
     config: ServerConfig,
     handler: Arc<H>,
     shutdown: CancellationToken,
-) where
+) -> std::io::Result<()>
+where
     H: ConnectionHandler,
 {
     let shared = Shared::new(config, handler);
-    let assignments = match assign_to_cores(listeners, cores.max(1)) {
-        Ok(assignments) => assignments,
-        Err(error) => {
-            warn!("cannot share the listening sockets among cores ({error}); serving on one");
-            return;
-        }
-    };
+    let assignments = assign_to_cores(listeners, cores.max(1))?;
     // Cancelled when the server is done with every connection (or gives up
     // on them): each core's runtime then ends, dropping what is left.
     let finished = CancellationToken::new();
     let mut accepting = Vec::new();
     let mut threads = Vec::new();
     for (core, mine) in assignments.into_iter().enumerate() {
-        let (stopped_accepting, accepting_done) = tokio::sync::oneshot::channel::<()>();
+        let (stopped_accepting, accepting_done) = tokio::sync::oneshot::channel::<usize>();
         let (shared, shutdown, finished) = (Arc::clone(&shared), shutdown.clone(), finished.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("core-{core}"))
@@ -289,15 +285,23 @@ pub async fn run_on_cores<H>(
             Err(error) => warn!("cannot start core {core}: {error}; serving on the others"),
         }
     }
+    // Each core says how many listeners it served once it stops accepting;
+    // one that could not start says nothing.
+    let mut served = 0;
     for done in accepting {
-        // An error means that core's thread ended early: nothing to wait for.
-        let _ = done.await;
+        served += done.await.unwrap_or(0);
     }
     drain(&shared).await;
     finished.cancel();
     for thread in threads {
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        if !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(()))) {
+            tracing::error!("a core's thread panicked; its connections were dropped");
+        }
     }
+    if served == 0 {
+        return Err(std::io::Error::other("no core could take a listening socket"));
+    }
+    Ok(())
 }
 
 /// One core's thread: a single-threaded runtime that registers its
@@ -308,7 +312,7 @@ fn serve_core<H: ConnectionHandler>(
     shared: Arc<Shared<H>>,
     shutdown: CancellationToken,
     finished: CancellationToken,
-    stopped_accepting: tokio::sync::oneshot::Sender<()>,
+    stopped_accepting: tokio::sync::oneshot::Sender<usize>,
 ) {
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -319,25 +323,31 @@ fn serve_core<H: ConnectionHandler>(
     };
     runtime.block_on(async move {
         let mut loops = tokio::task::JoinSet::new();
+        let mut taken = 0;
         for listener in listeners {
             match listener.into_listener() {
                 Ok(listener) => {
                     loops.spawn(accept_loop(listener, Arc::clone(&shared), shutdown.clone()));
+                    taken += 1;
                 }
                 Err(error) => warn!("a core cannot take its listening socket: {error}"),
             }
         }
         while loops.join_next().await.is_some() {}
-        let _ = stopped_accepting.send(());
+        let _ = stopped_accepting.send(taken);
         finished.cancelled().await;
     });
 }
 
-/// Gives each core listeners of its own when there are enough (round
-/// robin), or a duplicate of every listener when there are fewer.
+/// Gives each core listeners of its own when they are copies of one port
+/// (`SO_REUSEPORT`) and there are enough of them (round robin); otherwise
+/// (different addresses, or fewer copies than cores) every core gets a
+/// duplicate of every listener, so that every address is served by all.
 fn assign_to_cores(listeners: Vec<PortableListener>, cores: usize) -> std::io::Result<Vec<Vec<PortableListener>>> {
     let mut assignments: Vec<Vec<PortableListener>> = (0..cores).map(|_| Vec::new()).collect();
-    if listeners.len() >= cores {
+    let first = listeners.first().and_then(PortableListener::local_address);
+    let one_port = listeners.iter().all(|listener| listener.local_address() == first);
+    if one_port && listeners.len() >= cores {
         for (n, listener) in listeners.into_iter().enumerate() {
             assignments[n % cores].push(listener);
         }
@@ -584,7 +594,11 @@ const LINGER_MAX_BYTES: usize = 256 * 1024;
 /// So: send FIN, then read and drop input until the client closes too, for at
 /// most `LINGER` and `LINGER_MAX_BYTES`. With `tls`, the FIN is preceded by
 /// a `close_notify`, which a TLS peer expects whoever closes first.
-pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, reason: &CloseReason, tls: bool) {
+pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Splice + Unpin>(
+    stream: &mut S,
+    reason: &CloseReason,
+    tls: bool,
+) {
     if closes_cleanly_now(stream, reason, tls) {
         return;
     }
@@ -596,7 +610,7 @@ pub async fn close_gracefully<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S,
 
 /// Whether dropping the socket now closes it without losing anything, so
 /// no lingering is needed.
-fn closes_cleanly_now<S: AsyncRead + Unpin>(stream: &mut S, reason: &CloseReason, tls: bool) -> bool {
+fn closes_cleanly_now<S: Splice>(stream: &S, reason: &CloseReason, tls: bool) -> bool {
     if tls {
         return false; // a TLS peer expects close_notify, whoever closes first
     }
@@ -609,11 +623,10 @@ fn closes_cleanly_now<S: AsyncRead + Unpin>(stream: &mut S, reason: &CloseReason
         // has sent nothing more: a close now sends a FIN, not a reset (only
         // unread input makes one), so the client reads its response whole.
         // Waiting for its FIN first would cost a wake-up and two system
-        // calls per connection.
-        CloseReason::ResponseSent => {
-            let mut probe = [0u8; 1];
-            !matches!(stream.read(&mut probe).now_or_never(), Some(Ok(n)) if n > 0)
-        }
+        // calls per connection; asking the kernel costs one. (Bytes that
+        // arrive after the close still get a reset, as from any server that
+        // has closed: a one-shot client sends one request.)
+        CloseReason::ResponseSent => stream.socket().is_some_and(|socket| !socket.has_unread()),
         _ => false,
     }
 }

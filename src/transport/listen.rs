@@ -154,6 +154,15 @@ impl PortableListener {
         })
     }
 
+    /// The address it listens on, to tell copies of one port (bound with
+    /// `SO_REUSEPORT`) from different addresses.
+    pub fn local_address(&self) -> Option<String> {
+        match self {
+            PortableListener::Tcp(tcp) => tcp.local_addr().ok().map(|addr| addr.to_string()),
+            PortableListener::Unix(unix) => Some(format!("unix:{}", unix.path().display())),
+        }
+    }
+
     /// Registers the socket with the calling thread's runtime.
     ///
     /// # Errors

@@ -24,6 +24,23 @@ pub enum SocketRef<'a> {
 }
 
 impl SocketRef<'_> {
+    /// Whether the kernel holds bytes received on this socket that nobody
+    /// has read (asked of the kernel: a runtime's cached readiness can be
+    /// stale). Closing a socket with unread bytes sends a reset.
+    pub fn has_unread(&self) -> bool {
+        let mut byte = 0u8;
+        // SAFETY: recv writes at most one byte into `byte`; MSG_PEEK leaves it queued.
+        let n = unsafe {
+            libc::recv(
+                self.fd(),
+                std::ptr::addr_of_mut!(byte).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n > 0
+    }
+
     fn fd(&self) -> RawFd {
         match self {
             SocketRef::Tcp(tcp) => tcp.as_raw_fd(),
@@ -190,6 +207,9 @@ impl Splicer {
         while left > 0 {
             to.ready(Interest::WRITABLE).await?;
             match to.try_io(Interest::WRITABLE, || splice(self.pipe.read.as_raw_fd(), to.fd(), left)) {
+                // A splice that moves nothing out of a non-empty pipe would
+                // spin here: a socket that takes nothing is an error.
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(moved) => {
                     left -= moved;
                     written(moved);

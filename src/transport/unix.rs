@@ -164,6 +164,11 @@ impl PortableUnixListener {
         })
     }
 
+    /// The socket file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Registers the socket with the calling thread's runtime.
     ///
     /// # Errors
