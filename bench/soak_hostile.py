@@ -93,6 +93,18 @@ def connect(host, port, buffer=None):
     return sock
 
 
+def connect_counted(host, port, counts, buffer=None):
+    """A new attack connection, counted; None (after a pause) if refused."""
+    try:
+        sock = connect(host, port, buffer=buffer)
+    except OSError:
+        counts.add("connect_failed")
+        time.sleep(0.5)
+        return None
+    counts.add("connections")
+    return sock
+
+
 def read_until_closed(sock, until):
     """Everything the server sends until it closes, or None if `until` passes first."""
     data = b""
@@ -134,13 +146,9 @@ def slowloris(host, port, stop_at, request_timeout, counts):
     trickle_for = request_timeout * 0.75
     grace = request_timeout * GRACE_FACTOR + GRACE_SECONDS
     while time.monotonic() < stop_at:
-        try:
-            sock = connect(host, port)
-        except OSError:
-            counts.add("connect_failed")
-            time.sleep(0.5)
+        sock = connect_counted(host, port, counts)
+        if sock is None:
             continue
-        counts.add("connections")
         began = time.monotonic()
         answer = None  # what the server said before closing; None: it has not closed
         with sock:
@@ -172,13 +180,9 @@ def never_reading(host, port, stop_at, idle_timeout, counts):
     burst = BINARY * 64
     grace = idle_timeout * GRACE_FACTOR + GRACE_SECONDS
     while time.monotonic() < stop_at:
-        try:
-            sock = connect(host, port, buffer=NEVER_READING_BUFFER)
-        except OSError:
-            counts.add("connect_failed")
-            time.sleep(0.5)
+        sock = connect_counted(host, port, counts, buffer=NEVER_READING_BUFFER)
+        if sock is None:
             continue
-        counts.add("connections")
         sock.setblocking(False)
         began = time.monotonic()
         last_progress = began
@@ -212,13 +216,9 @@ def never_reading(host, port, stop_at, idle_timeout, counts):
 def reset_mid_frame(host, port, stop_at, counts):
     half = SEARCH[: len(SEARCH) // 2]
     while time.monotonic() < stop_at:
-        try:
-            sock = connect(host, port)
-        except OSError:
-            counts.add("connect_failed")
-            time.sleep(0.5)
+        sock = connect_counted(host, port, counts)
+        if sock is None:
             continue
-        counts.add("connections")
         try:
             sock.sendall(half)
             # Let the server read the half, so the RST lands mid-frame rather

@@ -573,3 +573,37 @@ impl Drop for PythonGuideServer {
         let _ = self.child.wait();
     }
 }
+
+/// Runs a script of `tests/netns/` (hosts made of network namespaces; it
+/// needs root, as CI has) against our binary, and returns what it printed
+/// once it passed: exit 0 and its `PASS: {passed}` line. Each check it
+/// made is an `ok ...` line, for the caller to look for by name.
+pub fn run_netns_script(script: &str, passed: &str) -> String {
+    assert!(
+        is_root(),
+        "network namespaces need root: run the tests as root, as CI does"
+    );
+    let output = Command::new("bash")
+        .arg(repo_path(&format!("tests/netns/{script}")))
+        .arg(binary())
+        .output()
+        .unwrap_or_else(|e| panic!("running tests/netns/{script}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains(&format!("PASS: {passed}")),
+        "tests/netns/{script} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    stdout
+}
+
+/// Asserts that a netns script's output has an `ok` line saying each check.
+pub fn assert_checks_passed(stdout: &str, checks: &[&str]) {
+    for check in checks {
+        assert!(
+            stdout.lines().any(|line| line.starts_with("ok ") && line.contains(check)),
+            "no ok line saying {check:?} in:\n{stdout}"
+        );
+    }
+}
