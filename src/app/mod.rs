@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::display_duration;
 use crate::escape::clip;
-use crate::protocol::json::{plain_json_string, starts_as_object};
+use crate::protocol::json::{plain_json_str, starts_as_object};
 use crate::protocol::json_str::JsonStr;
 use crate::protocol::{Message, ProtocolError};
 use crate::server::budget::Evicted;
@@ -430,10 +430,10 @@ fn parse_any_search(text: &str) -> Result<Cow<'_, str>, AppError> {
 /// writes it, strings without escapes; `None` for any other form, which
 /// then goes through serde_json with the same result.
 fn parse_canonical_request(text: &str) -> Option<(&str, &str)> {
-    let rest = text.as_bytes().strip_prefix(b"{\"action\": \"")?;
-    let (action, rest) = plain_json_string(rest)?;
-    let (value, rest) = plain_json_string(rest.strip_prefix(b", \"value\": \"")?)?;
-    (rest == b"}").then_some((action, value))
+    let rest = text.strip_prefix("{\"action\": \"")?;
+    let (action, rest) = plain_json_str(rest)?;
+    let (value, rest) = plain_json_str(rest.strip_prefix(", \"value\": \"")?)?;
+    (rest == "}").then_some((action, value))
 }
 
 #[cfg(test)]

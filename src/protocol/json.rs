@@ -63,6 +63,17 @@ pub fn plain_json_string(bytes: &[u8]) -> Option<(&str, &[u8])> {
     Some((std::str::from_utf8(&bytes[..end]).ok()?, &bytes[end + 1..]))
 }
 
+/// [`plain_json_string`] for text already known to be UTF-8: the same
+/// answer without checking the encoding again (the quote that ends the
+/// string is ASCII, so the split falls on a character boundary).
+pub fn plain_json_str(text: &str) -> Option<(&str, &str)> {
+    let end = text.bytes().position(|b| b == b'"' || b == b'\\' || b < 0x20)?;
+    if text.as_bytes()[end] != b'"' {
+        return None;
+    }
+    Some((&text[..end], &text[end + 1..]))
+}
+
 /// Whether JSON text starts as an object. serde accepts a JSON array for a
 /// struct (fields by position); the protocol wants objects, so callers check.
 pub fn starts_as_object(text: &str) -> bool {
