@@ -602,7 +602,9 @@ pub fn run_netns_script(script: &str, passed: &str) -> String {
 pub fn assert_checks_passed(stdout: &str, checks: &[&str]) {
     for check in checks {
         assert!(
-            stdout.lines().any(|line| line.starts_with("ok ") && line.contains(check)),
+            stdout
+                .lines()
+                .any(|line| line.starts_with("ok ") && line.contains(check)),
             "no ok line saying {check:?} in:\n{stdout}"
         );
     }
