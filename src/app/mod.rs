@@ -266,18 +266,24 @@ pub enum Response<'t> {
 /// [`respond`], with a table hit given as the encoded message the table
 /// keeps, so that answering it costs a copy instead of an encoding.
 pub fn respond_encoded<'t>(table: &'t SearchTable, request: &Message) -> (Response<'t>, Outcome) {
-    if let Ok(Request::Search { value }) = Request::parse(request)
-        && let Some(frame) = table.encoded_response(&value)
+    let parsed = Request::parse(request);
+    if let Ok(Request::Search { value }) = &parsed
+        && let Some(frame) = table.encoded_response(value)
     {
         return (Response::Encoded(frame), Outcome::Hit);
     }
-    let (message, outcome) = respond(table, request);
+    let (message, outcome) = answer(table, parsed);
     (Response::Message(message), outcome)
 }
 
 /// Answers one well-framed request.
 pub fn respond(table: &SearchTable, request: &Message) -> (Message, Outcome) {
-    match Request::parse(request) {
+    answer(table, Request::parse(request))
+}
+
+/// The response to a request as parsed (or the error it is).
+fn answer(table: &SearchTable, parsed: Result<Request<'_>, AppError>) -> (Message, Outcome) {
+    match parsed {
         Ok(Request::Search { value }) => match table.encoded_answer(&value) {
             Some(content) => (Message::json_content(content.clone()), Outcome::Hit),
             None => (result_message(&format!("No match for '{value}'.")), Outcome::Miss),

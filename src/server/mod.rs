@@ -286,19 +286,40 @@ where
         }
     }
     // Each core says how many listeners it served once it stops accepting;
-    // one that could not start says nothing.
-    let mut served = 0;
-    for done in accepting {
-        served += done.await.unwrap_or(0);
-    }
+    // one that could not start says nothing. A core stuck in a task that
+    // blocks its thread would never say it: once shutdown has begun, it is
+    // given the shutdown timeout, like the connections.
+    let all_stopped = async move {
+        let mut served = 0;
+        for done in accepting {
+            served += done.await.unwrap_or(0);
+        }
+        served
+    };
+    let give_up = async {
+        shutdown.cancelled().await;
+        match shared.config.shutdown_timeout {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+    };
+    let served = tokio::select! {
+        served = all_stopped => Some(served),
+        () = give_up => {
+            warn!("a core did not stop accepting within the shutdown timeout; stopping without it");
+            None
+        }
+    };
     drain(&shared).await;
     finished.cancel();
-    for thread in threads {
-        if !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(()))) {
-            tracing::error!("a core's thread panicked; its connections were dropped");
+    if served.is_some() {
+        for thread in threads {
+            if !matches!(tokio::task::spawn_blocking(move || thread.join()).await, Ok(Ok(()))) {
+                tracing::error!("a core's thread panicked; its connections were dropped");
+            }
         }
     }
-    if served == 0 {
+    if served == Some(0) {
         return Err(std::io::Error::other("no core could take a listening socket"));
     }
     Ok(())
