@@ -150,6 +150,17 @@ fn an_unknown_case_is_a_usage_error_and_list_names_them() {
         2,
         "no case named \"nope\"",
     );
+    // A case of the robust profile asked for with the guide's runs nothing: said, not passed.
+    common::run_fails(
+        &["check", "127.0.0.1", "1", "--profile", "guide", "--case", "pipelined"],
+        2,
+        "case \"pipelined\" is not in the guide profile",
+    );
+    common::run_fails(
+        &["check", "127.0.0.1", "1", "--pid", "0"],
+        2,
+        "invalid value '0' for '--pid <PID>'",
+    );
     let listed = common::run_ok(&["check", "--list", "--profile", "guide"]);
     assert_eq!(listed.lines().count(), 11, "{listed}");
     assert!(listed.starts_with("search-hit "), "{listed}");

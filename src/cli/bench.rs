@@ -118,7 +118,7 @@ pub struct BenchCommon {
     /// The server's process id (on this machine): report its CPU time over
     /// the run and per unit of work (a request, a connection of one
     /// request, or a megabyte echoed), read from /proc/PID/stat.
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub server_pid: Option<u32>,
 }
 
@@ -138,6 +138,11 @@ impl BenchCommon {
         let used = CpuTime::of(pid)
             .with_context(|| format!("--server-pid {pid}: the server went away during the run"))?
             .since(before);
+        if used.total().is_zero() && units >= 1000.0 {
+            warn!(
+                "--server-pid {pid} used no CPU while it served the run: is it the server itself, not a wrapper (sudo, sh -c, timeout)?"
+            );
+        }
         Ok(ServerCpu::of(pid, used, units, unit))
     }
 }

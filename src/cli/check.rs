@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use sockets::check::{CaseReport, CheckConfig, Checker, Profile, Summary, Verdict, cases};
@@ -27,7 +27,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub json: bool,
     /// Report the CPU time the server process PID used during each case.
-    #[arg(long, value_name = "PID")]
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
     pub pid: Option<u32>,
     /// The server's idle timeout: runs the (advisory) idle-timeout case,
     /// which waits that long.
@@ -64,6 +64,20 @@ pub async fn run(args: CheckArgs) -> Result<ExitCode> {
         .find(|name| !cases::CATALOGUE.iter().any(|case| case.name == name.as_str()))
     {
         return Err(UsageError(format!("no case named {unknown:?} (--list shows them)")).into());
+    }
+    if let Some(outside) = args.cases.iter().find(|name| {
+        !cases::CATALOGUE
+            .iter()
+            .any(|case| case.name == name.as_str() && case.profiles.contains(&profile))
+    }) {
+        return Err(UsageError(format!(
+            "case {outside:?} is not in the {} profile (--list shows its cases)",
+            format!("{profile:?}").to_lowercase()
+        ))
+        .into());
+    }
+    if let Some(pid) = args.pid {
+        sockets::bench::cpu::CpuTime::of(pid).with_context(|| format!("--pid {pid}: cannot read its CPU time"))?;
     }
     if args.list {
         for case in cases::CATALOGUE.iter().filter(|case| case.profiles.contains(&profile)) {

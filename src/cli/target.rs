@@ -45,7 +45,9 @@ pub struct TargetArgs {
     /// are bounded by --timeout.
     #[arg(long, value_name = "SECONDS", value_parser = whole(1, 32767))]
     pub keepalive: Option<u64>,
-    #[command(flatten, next_help_heading = "TLS")]
+    /// (Each TLS flag names its heading itself: a `next_help_heading` here
+    /// would carry over to every option the command declares after it.)
+    #[command(flatten)]
     pub tls: ClientTlsArgs,
 }
 
@@ -54,33 +56,39 @@ pub struct TargetArgs {
 #[derive(Debug, Args)]
 pub struct ClientTlsArgs {
     /// Speak TLS, verifying the server against the system's trusted certificates.
-    #[arg(long)]
+    #[arg(long, help_heading = "TLS")]
     pub tls: bool,
     /// Trust this CA, or the server's self-signed certificate (PEM), instead
     /// of the system's; implies --tls.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "TLS")]
     pub tls_ca: Option<PathBuf>,
     /// The name to ask for (SNI) and verify [default: HOST, or localhost with
     /// --unix]; an IP address is checked against the certificate's IP
     /// addresses; implies --tls.
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = "TLS")]
     pub tls_server_name: Option<String>,
     /// Present this certificate chain (PEM) to servers that require one;
     /// with --tls-key; implies --tls.
-    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    #[arg(long, value_name = "FILE", requires = "tls_key", help_heading = "TLS")]
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --tls-cert.
-    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    #[arg(long, value_name = "FILE", requires = "tls_cert", help_heading = "TLS")]
     pub tls_key: Option<PathBuf>,
     /// Do not verify the server's certificate: the connection is encrypted
     /// but anyone on the way can pose as the server. For tests only; implies --tls.
-    #[arg(long, conflicts_with = "tls_ca")]
+    #[arg(long, conflicts_with = "tls_ca", help_heading = "TLS")]
     pub insecure: bool,
     /// The oldest TLS version to accept.
-    #[arg(long, value_enum, value_name = "VERSION", default_value = "1.2")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "VERSION",
+        default_value = "1.2",
+        help_heading = "TLS"
+    )]
     pub tls_min_version: TlsVersion,
     /// Do not offer to resume earlier TLS sessions: every handshake is a full one.
-    #[arg(long)]
+    #[arg(long, help_heading = "TLS")]
     pub tls_no_resume: bool,
 }
 
