@@ -1,4 +1,4 @@
-//! Codec microbenchmarks: decode and encode of the shared vector messages,
+//! Codec microbenchmarks: decode and encode of the test-vector messages
 //! per message, and the allocations each one makes (counted by a wrapping
 //! global allocator and printed before the timings).
 
@@ -47,9 +47,11 @@ fn allocations_of(mut op: impl FnMut()) -> f64 {
 }
 
 fn vectors() -> Vec<(String, Vec<u8>)> {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/messages.json");
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("shared vectors")).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/messages.json");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(path).expect("the vendored vectors (tests/vectors/messages.json)"),
+    )
+    .unwrap();
     json["vectors"]
         .as_array()
         .unwrap()
