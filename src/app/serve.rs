@@ -49,16 +49,8 @@ impl ConnectionHandler for AppHandler {
     where
         S: AsyncRead + AsyncWrite + Splice + Unpin + Send + 'static,
     {
-        let Connection {
-            stream,
-            peer,
-            shutdown,
-            limits,
-            budget,
-            tls,
-        } = connection;
         let codec = MessageCodec::new().with_max_content_len(self.max_content_len);
-        let mut driver = Driver::new(stream, codec, limits, shutdown, budget).with_tls(tls);
+        let (mut driver, peer) = Driver::for_connection(connection, codec);
         let reason = loop {
             match driver.next_request().await {
                 Ok(request) => {
@@ -66,9 +58,11 @@ impl ConnectionHandler for AppHandler {
                     let table = self.table.load();
                     match respond_encoded(&table, &request) {
                         (Response::Encoded(frame), outcome) => {
-                            // A table's answer is text/json; its content follows the header.
-                            let header_len = usize::from(u16::from_be_bytes([frame[0], frame[1]]));
-                            trace_response(&peer, TEXT_JSON, &frame[2 + header_len..]);
+                            if enabled!(Level::TRACE) {
+                                // A table's answer is text/json; its content follows the header.
+                                let header_len = usize::from(u16::from_be_bytes([frame[0], frame[1]]));
+                                trace_response(&peer, TEXT_JSON, &frame[2 + header_len..]);
+                            }
                             driver
                                 .queue_answer(Encoded(frame), outcome.index())
                                 .expect("encoded messages queue");

@@ -21,7 +21,8 @@ pub struct SearchTable {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     answer: String,
-    /// `{"result": "<answer>"}` as Python would write it.
+    /// `{"result": "<answer>"}` as Python would write it: the tail of
+    /// `response_frame`, not a copy.
     response_content: Bytes,
     /// The whole response message, encoded: what a hit sends.
     response_frame: Bytes,
@@ -29,7 +30,7 @@ struct Entry {
 
 impl Entry {
     fn new(answer: String) -> Entry {
-        let response_content = Bytes::from(
+        let content = Bytes::from(
             to_python_json(&Answer {
                 result: Cow::Borrowed(&answer),
             })
@@ -37,12 +38,13 @@ impl Entry {
         );
         let mut frame = BytesMut::new();
         MessageCodec::new()
-            .encode(&Message::json_content(response_content.clone()), &mut frame)
+            .encode(&Message::json_content(content.clone()), &mut frame)
             .expect("an answer's message encodes");
+        let frame = frame.freeze();
         Entry {
             answer,
-            response_content,
-            response_frame: frame.freeze(),
+            response_content: frame.slice(frame.len() - content.len()..),
+            response_frame: frame,
         }
     }
 }

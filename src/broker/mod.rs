@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
 use tokio_util::codec::Encoder;
 
-use crate::app::{AppError, Outcome, SearchTable, respond, result_message};
+use crate::app::{AppError, Outcome, REQUEST_LABELS, SearchTable, respond, result_message};
 use crate::limited;
 use crate::protocol::{Message, MessageCodec};
 use crate::server::driver::{Driver, End};
@@ -56,36 +56,37 @@ impl Default for OutputLimits {
 
 /// The (action, outcome) labels the broker's requests are counted under:
 /// the application's, then the broker's own.
-pub const BROKER_LABELS: [(&str, &str); 18] = [
-    ("search", "hit"),
-    ("search", "miss"),
-    ("binary", "binary"),
-    ("other", "not_json"),
-    ("other", "not_object"),
-    ("other", "no_action"),
-    ("other", "action_not_string"),
-    ("other", "invalid_action"),
-    ("search", "no_value"),
-    ("search", "value_not_string"),
-    ("other", "undecodable"),
-    ("other", "bad_frame"),
-    ("other", "request_timeout"),
-    ("other", "over_budget"),
-    ("subscribe", "ok"),
-    ("unsubscribe", "ok"),
-    ("publish", "ok"),
-    ("broker", "bad_request"),
-];
+pub const BROKER_LABELS: [(&str, &str); APP_LABELS + 4] = {
+    let own = [
+        ("subscribe", "ok"),
+        ("unsubscribe", "ok"),
+        ("publish", "ok"),
+        ("broker", "bad_request"),
+    ];
+    let mut all = [("", ""); APP_LABELS + 4];
+    let mut at = 0;
+    while at < all.len() {
+        all[at] = if at < APP_LABELS {
+            REQUEST_LABELS[at]
+        } else {
+            own[at - APP_LABELS]
+        };
+        at += 1;
+    }
+    all
+};
+/// Where the broker's own labels begin in [`BROKER_LABELS`].
+const APP_LABELS: usize = REQUEST_LABELS.len();
 /// The label of a pub/sub request that is wrong.
-const BAD_COMMAND: usize = 17;
+const BAD_COMMAND: usize = APP_LABELS + 3;
 
 impl Command<'_> {
     /// This request's place in [`BROKER_LABELS`].
     fn label(&self) -> usize {
         match self {
-            Command::Subscribe { .. } => 14,
-            Command::Unsubscribe { .. } => 15,
-            Command::Publish { .. } => 16,
+            Command::Subscribe { .. } => APP_LABELS,
+            Command::Unsubscribe { .. } => APP_LABELS + 1,
+            Command::Publish { .. } => APP_LABELS + 2,
         }
     }
 }
@@ -276,16 +277,8 @@ impl ConnectionHandler for BrokerHandler {
     where
         S: AsyncRead + AsyncWrite + Splice + Unpin + Send + 'static,
     {
-        let Connection {
-            stream,
-            peer,
-            shutdown,
-            limits,
-            budget,
-            tls,
-        } = connection;
         let codec = MessageCodec::new().with_max_content_len(self.max_content_len);
-        let mut driver = Driver::new(stream, codec, limits, shutdown, budget).with_tls(tls);
+        let (mut driver, peer) = Driver::for_connection(connection, codec);
         let mut subscriptions = Subscriptions {
             broker: &self.broker,
             id: self.broker.next_subscriber.fetch_add(1, Ordering::Relaxed),

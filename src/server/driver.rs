@@ -41,8 +41,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::budget::{BudgetShare, Evicted};
 use super::metrics;
-use super::{CloseReason, ConnectionLimits, DRAIN_GRACE, close_gracefully};
+use super::{CloseReason, Connection, ConnectionLimits, DRAIN_GRACE, close_gracefully};
 use crate::deadline::{sleep_until, within};
+use crate::transport::PeerAddr;
 use crate::transport::splice::Splice;
 
 /// Unsent output above which the connection stops decoding (and so reading)
@@ -215,6 +216,20 @@ where
         self.answered = 0;
         self.bytes_in = 0;
         self.bytes_out = 0;
+    }
+
+    /// A driver for an accepted connection, with its limits, shutdown,
+    /// budget share and TLS flag; and who the peer is, for the handler's logs.
+    pub fn for_connection(connection: Connection<S>, codec: C) -> (Driver<S, C>, PeerAddr) {
+        let Connection {
+            stream,
+            peer,
+            shutdown,
+            limits,
+            budget,
+            tls,
+        } = connection;
+        (Driver::new(stream, codec, limits, shutdown, budget).with_tls(tls), peer)
     }
 
     /// Marks the stream as TLS, so that closing sends `close_notify`.
