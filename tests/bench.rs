@@ -550,3 +550,36 @@ fn the_minimal_reference_server_answers_correctly() {
     assert!(output.status.success(), "{}", describe(&["bench", "echo"], &output));
     assert!(json["bytes"].as_u64().unwrap() >= 4_000_000, "{json}");
 }
+
+/// The io_uring floor (`examples/uring_floor.rs`, built by
+/// `cargo test`) is compared with `minimal_server`, so it must be as honest
+/// a floor: it answers bench's load correctly in both its modes. Skipped
+/// where the kernel refuses io_uring (too old, or disabled by sysctl or a
+/// seccomp filter).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_io_uring_floor_server_answers_correctly() {
+    if let Err(err) = io_uring::IoUring::new(8) {
+        eprintln!("SKIPPED: io_uring is not available here ({err})");
+        return;
+    }
+    let program = std::path::Path::new(common::binary())
+        .parent()
+        .unwrap()
+        .join("examples/uring_floor");
+    let program = program.to_str().unwrap();
+    let app = ServerProcess::start_command(program, &["app"]);
+    let (json, output) = bench_json(&["app", "127.0.0.1", &app.port(), "-c", "4", "-P", "8", "-n", "4000"]);
+    assert!(output.status.success(), "{}", describe(&["bench", "app"], &output));
+    assert_eq!(
+        (json["requests"].as_u64(), json["errors"]["total"].as_u64()),
+        (Some(4000), Some(0))
+    );
+    let oneshot = ServerProcess::start_command(program, &["app-oneshot"]);
+    let (json, output) = bench_json(&["app", "127.0.0.1", &oneshot.port(), "--mode", "oneshot", "-n", "500"]);
+    assert!(output.status.success(), "{}", describe(&["bench", "oneshot"], &output));
+    assert_eq!(
+        (json["requests"].as_u64(), json["errors"]["total"].as_u64()),
+        (Some(500), Some(0))
+    );
+}

@@ -45,43 +45,49 @@ impl FramedDecoder for MessageCodec {
 }
 
 impl ConnectionHandler for AppHandler {
-    async fn handle<S>(&self, connection: Connection<S>) -> CloseReason
+    // Not an `async fn`: its argument would stay in the future beside the
+    // driver made from it, in every idle connection's task.
+    fn handle<S>(&self, connection: Connection<S>) -> impl Future<Output = CloseReason> + Send
     where
         S: AsyncRead + AsyncWrite + Splice + Unpin + Send + 'static,
     {
         let codec = MessageCodec::new().with_max_content_len(self.max_content_len);
         let (mut driver, peer) = Driver::for_connection(connection, codec);
-        let reason = loop {
-            match driver.next_request().await {
-                Ok(request) => {
-                    log_request(&request, &peer);
-                    let table = self.table.load();
-                    match respond_encoded(&table, &request) {
-                        (Response::Encoded(frame), outcome) => {
-                            if enabled!(Level::TRACE) {
-                                // A table's answer is text/json; its content follows the header.
-                                let header_len = usize::from(u16::from_be_bytes([frame[0], frame[1]]));
-                                trace_response(&peer, TEXT_JSON, &frame[2 + header_len..]);
+        // The block uses what it captures in place: rebinding the driver
+        // inside (as an `async fn` does with its arguments) would store it twice.
+        async move {
+            let reason = loop {
+                match driver.next_request().await {
+                    Ok(request) => {
+                        log_request(&request, &peer);
+                        let table = self.table.load();
+                        match respond_encoded(&table, &request) {
+                            (Response::Encoded(frame), outcome) => {
+                                if enabled!(Level::TRACE) {
+                                    // A table's answer is text/json; its content follows the header.
+                                    let header_len = usize::from(u16::from_be_bytes([frame[0], frame[1]]));
+                                    trace_response(&peer, TEXT_JSON, &frame[2 + header_len..]);
+                                }
+                                driver
+                                    .queue_answer(Encoded(frame), outcome.index())
+                                    .expect("encoded messages queue");
                             }
-                            driver
-                                .queue_answer(Encoded(frame), outcome.index())
-                                .expect("encoded messages queue");
+                            (Response::Message(response), outcome) => queue(&mut driver, &response, outcome, &peer),
                         }
-                        (Response::Message(response), outcome) => queue(&mut driver, &response, outcome, &peer),
+                        if self.one_shot {
+                            break CloseReason::ResponseSent;
+                        }
                     }
-                    if self.one_shot {
-                        break CloseReason::ResponseSent;
+                    Err(end) => {
+                        if let Some(error) = farewell(&end) {
+                            queue(&mut driver, &error.to_message(), Outcome::Error(error.kind()), &peer);
+                        }
+                        break end.into();
                     }
                 }
-                Err(end) => {
-                    if let Some(error) = farewell(&end) {
-                        queue(&mut driver, &error.to_message(), Outcome::Error(error.kind()), &peer);
-                    }
-                    break end.into();
-                }
-            }
-        };
-        driver.close(reason).await
+            };
+            driver.close(reason).await
+        }
     }
 }
 
@@ -151,45 +157,4 @@ fn log_request(request: &Message, peer: &PeerAddr) {
         "Request content from {peer}: {}",
         BytesRepr(&request.content[..request.content.len().min(crate::escape::LOG_VALUE_LIMIT)])
     );
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::server::stage::Stage;
-    use crate::server::{Connection, ConnectionHandler, ConnectionLimits};
-    use crate::transport::PeerAddr;
-    use tokio::net::{TcpListener, TcpStream, UnixStream};
-    use tokio_util::either::Either;
-
-    /// An idle connection's memory is mostly its task: the future of the
-    /// stage and of the handler, each as large as its largest state at any
-    /// await point. State needed rarely (a TLS handshake, lingering at close)
-    /// is boxed so that it is not carried by every connection; this keeps
-    /// it that way (the task was 4.4 KiB before).
-    #[tokio::test]
-    async fn a_connections_task_stays_small() {
-        let handler = super::AppHandler {
-            table: std::sync::Arc::new(arc_swap::ArcSwap::from_pointee(super::SearchTable::builtin())),
-            max_content_len: 1 << 20,
-            one_shot: false,
-        };
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let stream = || async {
-            Either::<TcpStream, UnixStream>::Left(TcpStream::connect(listener.local_addr().unwrap()).await.unwrap())
-        };
-        let connection = Connection {
-            stream: stream().await,
-            peer: PeerAddr::Unix(None),
-            shutdown: tokio_util::sync::CancellationToken::new(),
-            limits: ConnectionLimits::default(),
-            budget: crate::server::budget::InputBudget::new(1 << 20).share(),
-            tls: false,
-        };
-        let handle = handler.handle(connection);
-        let stage = Stage::default();
-        let prepare = stage.prepare(stream().await, PeerAddr::Unix(None));
-        let (handle, prepare) = (std::mem::size_of_val(&handle), std::mem::size_of_val(&prepare));
-        assert!(handle <= 2048, "the handler's future is {handle} bytes");
-        assert!(prepare <= 1024, "the stage's future is {prepare} bytes");
-    }
 }

@@ -10,12 +10,12 @@
 //! back. This is Redis's `maxmemory-clients` policy applied to input.
 //!
 //! The common case costs nothing: a connection whose requests arrive whole
-//! holds no input between reads, so its charge stays zero and touches no
-//! shared state. Only holders of at least [`TRACKED_FROM`] bytes are kept in
+//! holds no input between reads, so its charge stays zero, touches no
+//! shared state and allocates nothing. Only holders of at least [`TRACKED_FROM`] bytes are kept in
 //! the (locked) list of eviction candidates.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -33,8 +33,8 @@ pub struct InputBudget {
     /// Bytes held by connections already told to close, not yet given back:
     /// not counted again when choosing whom else to evict.
     leaving: AtomicUsize,
-    candidates: Mutex<HashMap<u64, Arc<Holder>>>,
-    next_id: AtomicU64,
+    /// Keyed by the holder's address, unique while it is alive.
+    candidates: Mutex<HashMap<usize, Arc<Holder>>>,
 }
 
 /// One connection's side of the budget, shared with the candidate list.
@@ -51,8 +51,9 @@ struct Holder {
 #[derive(Debug)]
 pub struct BudgetShare {
     budget: Arc<InputBudget>,
-    id: u64,
-    holder: Arc<Holder>,
+    /// Made when the connection first holds input: one that never does
+    /// (every request arriving whole) cannot be chosen, so needs none.
+    holder: Option<Arc<Holder>>,
     held: usize,
     tracked: bool,
 }
@@ -74,7 +75,6 @@ impl InputBudget {
             used: AtomicUsize::new(0),
             leaving: AtomicUsize::new(0),
             candidates: Mutex::new(HashMap::new()),
-            next_id: AtomicU64::new(0),
         })
     }
 
@@ -82,8 +82,7 @@ impl InputBudget {
     pub fn share(self: &Arc<Self>) -> BudgetShare {
         BudgetShare {
             budget: Arc::clone(self),
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            holder: Arc::new(Holder::default()),
+            holder: None,
             held: 0,
             tracked: false,
         }
@@ -133,7 +132,7 @@ impl InputBudget {
     /// The candidate list. A panic elsewhere while it was held leaves it
     /// consistent (every change to it is a single insert or remove), so a
     /// poisoned lock is used as it is rather than spreading the panic.
-    fn lock_candidates(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Holder>>> {
+    fn lock_candidates(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Arc<Holder>>> {
         self.candidates
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -166,10 +165,15 @@ impl BudgetShare {
             }
             let grew = held > self.held;
             self.held = held;
-            self.holder.held.store(held, Ordering::Relaxed);
+            if held > 0 || self.holder.is_some() {
+                let holder = self.holder.get_or_insert_with(Arc::default);
+                holder.held.store(held, Ordering::Relaxed);
+            }
             self.track(held >= TRACKED_FROM);
-            if grew && self.budget.used() > self.budget.max {
-                self.budget.evict_for(&self.holder);
+            if let Some(holder) = self.holder.as_ref().filter(|_| grew)
+                && self.budget.used() > self.budget.max
+            {
+                self.budget.evict_for(holder);
             }
         }
         self.check()
@@ -193,7 +197,9 @@ impl BudgetShare {
             }
         }
         self.held = held;
-        self.holder.held.store(held, Ordering::Relaxed);
+        if let Some(holder) = &self.holder {
+            holder.held.store(held, Ordering::Relaxed);
+        }
         true
     }
 
@@ -202,7 +208,11 @@ impl BudgetShare {
     /// # Errors
     /// [`Evicted`] when it has.
     pub fn check(&self) -> Result<(), Evicted> {
-        if self.holder.evicted.load(Ordering::Relaxed) {
+        if self
+            .holder
+            .as_ref()
+            .is_some_and(|holder| holder.evicted.load(Ordering::Relaxed))
+        {
             Err(Evicted {
                 held: self.held,
                 limit: self.budget.max,
@@ -221,16 +231,22 @@ impl BudgetShare {
             if let Err(evicted) = self.check() {
                 return evicted;
             }
-            self.holder.notify.notified().await;
+            match &self.holder {
+                Some(holder) => holder.notify.notified().await,
+                // Holding nothing, it cannot be chosen; and it cannot take
+                // input while this borrow lasts.
+                None => std::future::pending().await,
+            }
         }
     }
 
     /// An evicted connection giving bytes back: they no longer count as leaving.
     fn release_leaving(&self, released: usize) {
-        let leaving = self.holder.leaving.load(Ordering::Relaxed);
+        let Some(holder) = &self.holder else { return };
+        let leaving = holder.leaving.load(Ordering::Relaxed);
         let taken = released.min(leaving);
         if taken > 0 {
-            self.holder.leaving.store(leaving - taken, Ordering::Relaxed);
+            holder.leaving.store(leaving - taken, Ordering::Relaxed);
             self.budget.leaving.fetch_sub(taken, Ordering::Relaxed);
         }
     }
@@ -239,11 +255,14 @@ impl BudgetShare {
         if wanted == self.tracked {
             return;
         }
+        // Tracking starts at TRACKED_FROM bytes held, so there is a holder.
+        let Some(holder) = &self.holder else { return };
+        let key = Arc::as_ptr(holder) as usize;
         let mut candidates = self.budget.lock_candidates();
         if wanted {
-            candidates.insert(self.id, Arc::clone(&self.holder));
+            candidates.insert(key, Arc::clone(holder));
         } else {
-            candidates.remove(&self.id);
+            candidates.remove(&key);
         }
         self.tracked = wanted;
     }
@@ -252,9 +271,11 @@ impl BudgetShare {
 impl Drop for BudgetShare {
     fn drop(&mut self) {
         self.budget.used.fetch_sub(self.held, Ordering::Relaxed);
-        self.budget
-            .leaving
-            .fetch_sub(self.holder.leaving.load(Ordering::Relaxed), Ordering::Relaxed);
+        if let Some(holder) = &self.holder {
+            self.budget
+                .leaving
+                .fetch_sub(holder.leaving.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
         self.track(false);
     }
 }
@@ -275,6 +296,26 @@ mod tests {
         assert_eq!(budget.used(), 500);
         drop(b);
         assert_eq!(budget.used(), 0);
+    }
+
+    /// Most connections never hold input between reads: their share costs
+    /// no allocation, which every connection (and every one-shot) would pay.
+    #[test]
+    fn a_share_allocates_only_once_it_holds_input() {
+        let budget = InputBudget::new(1000);
+        let mut share = budget.share();
+        share.set(0).unwrap();
+        assert!(share.holder.is_none());
+        share.set(10).unwrap();
+        assert_eq!(
+            share.holder.as_ref().map(|holder| holder.held.load(Ordering::Relaxed)),
+            Some(10)
+        );
+        share.set(0).unwrap();
+        assert_eq!(
+            share.holder.as_ref().map(|holder| holder.held.load(Ordering::Relaxed)),
+            Some(0)
+        );
     }
 
     #[test]

@@ -57,6 +57,7 @@ const READ_CHUNK: usize = 4 * 1024;
 const FIRST_READ: usize = 16 * 1024;
 /// Answers counted between two writes; past this, counted at once.
 const ANSWERS_PER_BATCH: usize = 32;
+const _: () = assert!(ANSWERS_PER_BATCH <= u8::MAX as usize, "counted in a u8");
 
 /// A decoder that can tell whether it is in the middle of a message, so the
 /// driver knows whether the stream is between messages (idle timeout, clean
@@ -133,7 +134,8 @@ pub struct Driver<S, C> {
     /// connection carries them.
     answers: Option<Box<[(u16, u32); ANSWERS_PER_BATCH]>>,
     born: Instant,
-    answered: usize,
+    /// Answers queued since the last write, at most [`ANSWERS_PER_BATCH`].
+    answered: u8,
     bytes_in: u64,
     bytes_out: u64,
     /// Whether any byte has arrived yet (see [`DRAIN_GRACE`]).
@@ -185,12 +187,12 @@ where
     where
         C: Encoder<M>,
     {
-        if self.answered == ANSWERS_PER_BATCH {
+        if usize::from(self.answered) == ANSWERS_PER_BATCH {
             self.count_answers(Instant::now());
         }
         let arrived = self.micros_since_born(self.last_read_at);
         if let Some(answers) = &mut self.answers {
-            answers[self.answered] = (u16::try_from(label).unwrap_or(u16::MAX), arrived);
+            answers[usize::from(self.answered)] = (u16::try_from(label).unwrap_or(u16::MAX), arrived);
         }
         self.answered += 1;
         self.queue(message)
@@ -207,7 +209,7 @@ where
         let answers = self
             .answers
             .as_deref()
-            .map_or(&[][..], |answers| &answers[..self.answered]);
+            .map_or(&[][..], |answers| &answers[..usize::from(self.answered)]);
         metrics::requests(answers.iter().map(|&(label, arrived)| {
             let waited = Duration::from_micros(u64::from(written.wrapping_sub(arrived)));
             (usize::from(label), waited)
@@ -386,8 +388,9 @@ where
             self.input = BytesMut::new();
             self.output = BytesMut::new();
         }
-        let idle = self.limits.idle_timeout;
-        let deadline = idle.map(|idle| Instant::now() + idle);
+        // Only the deadline is kept across the wait (every byte kept here is
+        // in every idle connection): the error reads the limit again.
+        let deadline = self.limits.idle_timeout.map(|idle| Instant::now() + idle);
         let n = loop {
             let stream = &mut self.stream;
             let input = &mut self.input;
@@ -414,7 +417,7 @@ where
                 biased;
                 read = first => break read.map_err(End::Io)?,
                 () = self.shutdown.cancelled() => continue,
-                () = sleep_until(deadline) => return Err(End::IdleTimeout(idle.unwrap_or_default())),
+                () = sleep_until(deadline) => return Err(End::IdleTimeout(self.limits.idle_timeout.unwrap_or_default())),
             }
         };
         if n == FIRST_READ {

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt;
+use futures_util::future::Either;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -516,27 +517,32 @@ where
     H: ConnectionHandler,
 {
     metrics::accepted();
-    let shared_here = Arc::clone(shared);
-    let budget = shared.config.input_budget.share();
-    shared.tracker.spawn(async move {
-        let shared = shared_here;
-        let (reason, identity) = match shared.stage.prepare(stream, peer).await {
-            Ok((stream, identity)) => {
-                log_accepted(&identity);
-                let connection = Connection {
-                    stream,
-                    tls: identity.tls.is_some(),
-                    peer: identity.addr.clone(),
-                    shutdown: shared.connections_stop.clone(),
-                    limits: shared.config.limits,
-                    budget,
-                };
-                (shared.handler.handle(connection).await, identity)
-            }
-            Err(refused) => refused,
-        };
-        let peer = &identity.addr;
-        if identity.is_balancers_own() {
+    shared
+        .tracker
+        .spawn(connection_task(Arc::clone(shared), stream, peer, permit));
+}
+
+/// One connection's task, from the stage to the close line. Everything it
+/// holds while its connection is idle is in every idle connection's memory:
+/// it uses what it captures in place (an `async fn` would copy its
+/// arguments), and keeps across the handler's await only the peer's
+/// address and one flag, not the whole identity.
+#[allow(clippy::manual_async_fn, reason = "an async fn would store its arguments twice")]
+fn connection_task<S, H>(
+    shared: Arc<Shared<H>>,
+    stream: S,
+    peer: PeerAddr,
+    permit: OwnedSemaphorePermit,
+) -> impl Future<Output = ()> + Send + 'static
+where
+    S: AsyncRead + AsyncWrite + Splice + Unpin + Send + 'static,
+    H: ConnectionHandler,
+{
+    async move {
+        let prepared = shared.stage.prepare(stream, peer).await;
+        let (served, peer, balancers_own) = admit(&shared, prepared);
+        let reason = served.await;
+        if balancers_own {
             // Health checks come every few seconds and balancers end them
             // with a reset: counted apart, logged only at debug level.
             metrics::balancer_connection_closed();
@@ -550,7 +556,41 @@ where
             limited!(CONNECTION_LINES, INFO, "Closing connection to {peer} ({reason})");
         }
         drop(permit);
-    });
+    }
+}
+
+/// Hands a prepared connection to the handler, or says why it was refused;
+/// with the peer, and whether it is the balancer's own. Not inline in the
+/// task: a value the task matches on or borrows stays in its memory for
+/// the connection's whole life.
+fn admit<'a, S, H>(
+    shared: &'a Shared<H>,
+    prepared: Result<(S, PeerIdentity), (CloseReason, PeerIdentity)>,
+) -> (impl Future<Output = CloseReason> + Send + 'a, PeerAddr, bool)
+where
+    S: AsyncRead + AsyncWrite + Splice + Unpin + Send + 'static,
+    H: ConnectionHandler,
+{
+    match prepared {
+        Ok((stream, identity)) => {
+            log_accepted(&identity);
+            let balancers_own = identity.is_balancers_own();
+            let connection = Connection {
+                stream,
+                tls: identity.tls.is_some(),
+                peer: identity.addr.clone(),
+                shutdown: shared.connections_stop.clone(),
+                limits: shared.config.limits,
+                budget: shared.config.input_budget.share(),
+            };
+            let served = Either::Left(shared.handler.handle(connection));
+            (served, identity.addr, balancers_own)
+        }
+        Err((reason, identity)) => {
+            let balancers_own = identity.is_balancers_own();
+            (Either::Right(std::future::ready(reason)), identity.addr, balancers_own)
+        }
+    }
 }
 
 /// The "Accepted connection" line: the client, the balancer it came
@@ -675,4 +715,40 @@ async fn linger<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, reason: &Clos
         }
     };
     let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::{TcpListener, TcpStream, UnixStream};
+    use tokio_util::either::Either;
+
+    /// What tokio adds to a task's future: its header, scheduler, id, the
+    /// stage's tag and the trailer (tokio 1.4x), and the tracker's token.
+    const TASK_OVERHEAD: usize = 32 + 8 + 8 + 8 + 48 + 8;
+
+    /// An idle connection's memory is mostly its task, and tokio rounds a
+    /// task up to 128 bytes. State needed rarely (a TLS handshake, a PROXY
+    /// header's wait, lingering at close) is boxed, and nothing is kept
+    /// twice, so that an application connection's task fits in 1 KiB (it
+    /// was 4.4 KiB, then 1.7).
+    #[tokio::test]
+    async fn an_application_connections_task_fits_in_1_kib() {
+        let handler = crate::app::serve::AppHandler {
+            table: Arc::new(arc_swap::ArcSwap::from_pointee(crate::app::SearchTable::builtin())),
+            max_content_len: 1 << 20,
+            one_shot: false,
+        };
+        let shared = Shared::new(ServerConfig::default(), Arc::new(handler));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let stream = Either::<TcpStream, UnixStream>::Left(stream);
+        let permit = Arc::clone(&shared.permits).try_acquire_owned().unwrap();
+        let task = connection_task(shared, stream, PeerAddr::Unix(None), permit);
+        let size = std::mem::size_of_val(&task);
+        assert!(
+            size + TASK_OVERHEAD <= 1024,
+            "the connection's future is {size} bytes: with tokio's {TASK_OVERHEAD}, over 1 KiB"
+        );
+    }
 }

@@ -205,7 +205,9 @@ impl Stage {
             let mut buf = BytesMut::with_capacity(HEADER_READ);
             let read = match read_header(&mut stream, &mut buf).now_or_never() {
                 Some(read) => Some(read),
-                None => within_until(deadline, read_header(&mut stream, &mut buf)).await,
+                // Boxed, as the handshake below is: inline, the wait's state
+                // would be part of every connection's task for its whole life.
+                None => Box::pin(within_until(deadline, read_header(&mut stream, &mut buf))).await,
             };
             let (header, after) = match read {
                 None => return Err((CloseReason::ProxyHeader(late()), identity)),

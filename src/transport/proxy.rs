@@ -318,13 +318,16 @@ pub fn encode_header(version: ProxyVersion, addresses: Option<(SocketAddr, Socke
 /// header is read again by whatever comes next.
 #[derive(Debug)]
 pub struct Rewind<S> {
-    prefix: Bytes,
+    /// Boxed, and only when there is something to read again (rarely):
+    /// a `Rewind` is part of every connection's memory while it is idle.
+    prefix: Option<Box<Bytes>>,
     inner: S,
 }
 
 impl<S> Rewind<S> {
     /// `inner`, to be read after `prefix`.
     pub fn new(prefix: Bytes, inner: S) -> Rewind<S> {
+        let prefix = (!prefix.is_empty()).then(|| Box::new(prefix));
         Rewind { prefix, inner }
     }
 }
@@ -332,7 +335,7 @@ impl<S> Rewind<S> {
 impl<S: super::splice::Splice> super::splice::Splice for Rewind<S> {
     /// The socket, once nothing is left to read again first.
     fn socket(&self) -> Option<super::splice::SocketRef<'_>> {
-        if self.prefix.is_empty() {
+        if self.prefix.is_none() {
             self.inner.socket()
         } else {
             None
@@ -342,10 +345,13 @@ impl<S: super::splice::Splice> super::splice::Splice for Rewind<S> {
 
 impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
+        if let Some(prefix) = &mut self.prefix {
+            let n = prefix.len().min(buf.remaining());
+            buf.put_slice(&prefix[..n]);
+            prefix.advance(n);
+            if prefix.is_empty() {
+                self.prefix = None;
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
