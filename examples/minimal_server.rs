@@ -21,10 +21,9 @@ use std::net::SocketAddr;
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::Encoder;
 
-use sockets::app::{SearchTable, client_request, respond};
-use sockets::protocol::MessageCodec;
+mod floor;
+use floor::{canned_response, whole_request};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
@@ -67,16 +66,6 @@ fn main() -> std::io::Result<()> {
     })
 }
 
-/// The encoded answer to search "morpheus" from the built-in table.
-fn canned_response() -> Vec<u8> {
-    let (answer, _) = respond(&SearchTable::builtin(), &client_request("search", "morpheus"));
-    let mut wire = BytesMut::new();
-    MessageCodec::new()
-        .encode(&answer, &mut wire)
-        .expect("the canned answer encodes");
-    wire.to_vec()
-}
-
 /// Reads whatever has arrived, answers every whole request in it with one
 /// write, and keeps the partial rest for the next read.
 async fn serve_app(mut stream: TcpStream, response: &[u8], oneshot: bool) -> std::io::Result<()> {
@@ -106,21 +95,6 @@ async fn serve_app(mut stream: TcpStream, response: &[u8], oneshot: bool) -> std
             input.reserve(16 * 1024);
         }
     }
-}
-
-/// The length of the request at the start of `input`, if it is all there:
-/// two length bytes, the header, and `content-length` bytes of content.
-fn whole_request(input: &[u8]) -> Option<usize> {
-    let header_len = usize::from(u16::from_be_bytes([*input.first()?, *input.get(1)?]));
-    let header = input.get(2..2 + header_len)?;
-    const KEY: &[u8] = b"\"content-length\": ";
-    let at = header.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-    let content_len = header[at..]
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
-    let total = 2 + header_len + content_len;
-    (input.len() >= total).then_some(total)
 }
 
 /// Writes back what it reads, one buffer at a time.

@@ -19,6 +19,9 @@
 //! dispositions).
 
 #[cfg(target_os = "linux")]
+mod floor;
+
+#[cfg(target_os = "linux")]
 fn main() {
     if let Err(err) = uring::run() {
         eprintln!("error: {err}");
@@ -38,13 +41,10 @@ mod uring {
     use std::net::{SocketAddr, TcpListener};
     use std::os::fd::{AsRawFd, RawFd};
 
-    use bytes::BytesMut;
     use io_uring::types::Fd;
     use io_uring::{IoUring, SubmissionQueue, Submitter, cqueue, opcode, squeue};
-    use tokio_util::codec::Encoder;
 
-    use sockets::app::{SearchTable, client_request, respond};
-    use sockets::protocol::MessageCodec;
+    use crate::floor::{canned_response, whole_request};
 
     // What a completion is for: the low byte of its user data. The rest is
     // the connection's slot.
@@ -298,32 +298,5 @@ mod uring {
 
     fn tag(slot: usize, kind: u64) -> u64 {
         (slot as u64) << 8 | kind
-    }
-
-    /// The encoded answer to search "morpheus" from the built-in table (as
-    /// `minimal_server` computes it).
-    fn canned_response() -> Vec<u8> {
-        let (answer, _) = respond(&SearchTable::builtin(), &client_request("search", "morpheus"));
-        let mut wire = BytesMut::new();
-        MessageCodec::new()
-            .encode(&answer, &mut wire)
-            .expect("the canned answer encodes");
-        wire.to_vec()
-    }
-
-    /// The length of the request at the start of `input`, if it is all there:
-    /// two length bytes, the header, and `content-length` bytes of content.
-    /// (`minimal_server`'s, copied: examples cannot share code.)
-    fn whole_request(input: &[u8]) -> Option<usize> {
-        let header_len = usize::from(u16::from_be_bytes([*input.first()?, *input.get(1)?]));
-        let header = input.get(2..2 + header_len)?;
-        const KEY: &[u8] = b"\"content-length\": ";
-        let at = header.windows(KEY.len()).position(|w| w == KEY)? + KEY.len();
-        let content_len = header[at..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .fold(0usize, |n, d| n * 10 + usize::from(d - b'0'));
-        let total = 2 + header_len + content_len;
-        (input.len() >= total).then_some(total)
     }
 }

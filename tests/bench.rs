@@ -526,11 +526,27 @@ fn server_pid_reports_the_servers_cpu_per_unit_of_work() {
 /// floor: it answers bench's load correctly in each of its modes.
 #[test]
 fn the_minimal_reference_server_answers_correctly() {
+    let program = floor_server("minimal_server");
+    assert_answers_bench_app(&program);
+    let echo = ServerProcess::start_command(&program, &["echo"]);
+    let (json, output) = bench_json(&["echo", "127.0.0.1", &echo.port(), "--bytes", "4000000"]);
+    assert!(output.status.success(), "{}", describe(&["bench", "echo"], &output));
+    assert!(json["bytes"].as_u64().unwrap() >= 4_000_000, "{json}");
+}
+
+/// An example built beside the binary by `cargo test`.
+fn floor_server(name: &str) -> String {
     let program = std::path::Path::new(common::binary())
         .parent()
         .unwrap()
-        .join("examples/minimal_server");
-    let program = program.to_str().unwrap();
+        .join("examples")
+        .join(name);
+    program.to_str().unwrap().to_owned()
+}
+
+/// A floor server answers bench's persistent and oneshot loads, every
+/// answer counted right.
+fn assert_answers_bench_app(program: &str) {
     let app = ServerProcess::start_command(program, &["app"]);
     let (json, output) = bench_json(&["app", "127.0.0.1", &app.port(), "-c", "4", "-P", "8", "-n", "4000"]);
     assert!(output.status.success(), "{}", describe(&["bench", "app"], &output));
@@ -545,10 +561,6 @@ fn the_minimal_reference_server_answers_correctly() {
         (json["requests"].as_u64(), json["errors"]["total"].as_u64()),
         (Some(500), Some(0))
     );
-    let echo = ServerProcess::start_command(program, &["echo"]);
-    let (json, output) = bench_json(&["echo", "127.0.0.1", &echo.port(), "--bytes", "4000000"]);
-    assert!(output.status.success(), "{}", describe(&["bench", "echo"], &output));
-    assert!(json["bytes"].as_u64().unwrap() >= 4_000_000, "{json}");
 }
 
 /// The io_uring floor (`examples/uring_floor.rs`, built by
@@ -563,23 +575,5 @@ fn the_io_uring_floor_server_answers_correctly() {
         eprintln!("SKIPPED: io_uring is not available here ({err})");
         return;
     }
-    let program = std::path::Path::new(common::binary())
-        .parent()
-        .unwrap()
-        .join("examples/uring_floor");
-    let program = program.to_str().unwrap();
-    let app = ServerProcess::start_command(program, &["app"]);
-    let (json, output) = bench_json(&["app", "127.0.0.1", &app.port(), "-c", "4", "-P", "8", "-n", "4000"]);
-    assert!(output.status.success(), "{}", describe(&["bench", "app"], &output));
-    assert_eq!(
-        (json["requests"].as_u64(), json["errors"]["total"].as_u64()),
-        (Some(4000), Some(0))
-    );
-    let oneshot = ServerProcess::start_command(program, &["app-oneshot"]);
-    let (json, output) = bench_json(&["app", "127.0.0.1", &oneshot.port(), "--mode", "oneshot", "-n", "500"]);
-    assert!(output.status.success(), "{}", describe(&["bench", "oneshot"], &output));
-    assert_eq!(
-        (json["requests"].as_u64(), json["errors"]["total"].as_u64()),
-        (Some(500), Some(0))
-    );
+    assert_answers_bench_app(&floor_server("uring_floor"));
 }
