@@ -23,8 +23,8 @@ fn messages_are_shown_decoded_and_hostile_bytes_escaped() {
     let out = run_ok(&["app-client", "127.0.0.1", &port, "search", "morpheus"]);
     assert_eq!(out, "Got result: Follow the white rabbit. 🐰\n");
     // A value and a binary content that would drive a terminal.
-    run_cli(&["app-client", "127.0.0.1", &port, "search", "\u{1b}[2Jwiped"]);
-    run_cli(&["app-client", "127.0.0.1", &port, "upload", "\u{7}\u{1b}]0;title\u{7}"]);
+    run_ok(&["app-client", "127.0.0.1", &port, "search", "\u{1b}[2Jwiped"]);
+    run_ok(&["app-client", "127.0.0.1", &port, "upload", "\u{7}\u{1b}]0;title\u{7}"]);
     let shown = relay.wait_for_stdout("#3 closed");
     assert!(shown.contains("request 1, 146 bytes"), "{shown}");
     assert!(shown.contains(r#"    header   {"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 41}"#), "{shown}");
@@ -36,6 +36,7 @@ fn messages_are_shown_decoded_and_hostile_bytes_escaped() {
         shown.contains("0000:   75 70 6c 6f 61 64 07 1b"),
         "the binary request's dump: {shown}"
     );
+    assert!(shown.contains(r"\u001b[2Jwiped"), "the search value, escaped: {shown}");
     for control in ['\u{1b}', '\u{7}'] {
         assert!(
             !shown.contains(control),
@@ -72,8 +73,9 @@ fn a_recording_replays_and_differences_are_reported() {
     let port = relay.port();
     run_ok(&["app-client", "127.0.0.1", &port, "search", "morpheus"]);
     run_ok(&["app-client", "127.0.0.1", &port, "search", "🐶"]);
-    let bench = run_cli(&["bench", "app", "127.0.0.1", &port, "-n", "20", "-P", "4", "-c", "2"]);
-    assert!(bench.status.success());
+    let args = ["bench", "app", "127.0.0.1", &port, "-n", "20", "-P", "4", "-c", "2"];
+    let bench = run_cli(&args);
+    assert!(bench.status.success(), "{}", common::describe(&args, &bench));
     relay.wait_for_stdout("#5 closed");
     let lines = std::fs::read_to_string(record).unwrap();
     assert!(lines.lines().next().unwrap().contains(r#""event":"open""#), "{lines}");
@@ -87,8 +89,9 @@ fn a_recording_replays_and_differences_are_reported() {
     let data = dir.path().join("other.json");
     std::fs::write(&data, r#"{"morpheus": "Take the red pill."}"#).unwrap();
     let other = start_app_server(&["-q", "--data", data.to_str().unwrap()]);
-    let output = run_cli(&["replay", record, "127.0.0.1", &other.port()]);
-    assert_eq!(output.status.code(), Some(1));
+    let args = ["replay", record, "127.0.0.1", &other.port()];
+    let output = run_cli(&args);
+    assert_eq!(output.status.code(), Some(1), "{}", common::describe(&args, &output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("differs: connection 1, response 1: expected result \"Follow the white rabbit. 🐰\", got result \"Take the red pill.\""),
@@ -203,8 +206,10 @@ fn tls_and_unix_sockets_on_either_side() {
         "localhost",
     ]);
     assert_eq!(out, "Got result: In the caves beneath the Misty Mountains. 💍\n");
-    // Decoded in the clear between the two TLS sessions.
-    relay.wait_for_stdout(r#""value": "ring""#);
+    // Decoded in the clear between the two TLS sessions; the target named
+    // by its address under TLS too.
+    let shown = relay.wait_for_stdout(r#""value": "ring""#);
+    assert!(shown.contains(&format!(" → {}\n", server.listening)), "{shown}");
 
     // Unix socket in, Unix socket out.
     let backend = file("backend.sock");
@@ -220,19 +225,8 @@ fn tls_and_unix_sockets_on_either_side() {
 fn the_plain_relay_moves_every_byte_and_passes_half_closes() {
     let server = start_echo_server(&["-q"]);
     let relay = proxy("127.0.0.1:0", &server.listening, &["--no-decode"]);
-    let bench = run_cli(&[
-        "bench",
-        "echo",
-        "127.0.0.1",
-        &relay.port(),
-        "-c",
-        "2",
-        "--bytes",
-        "33554432",
-        "--json",
-    ]);
+    let (report, bench) = common::bench_json(&["echo", "127.0.0.1", &relay.port(), "-c", "2", "--bytes", "33554432"]);
     assert!(bench.status.success(), "{}", common::describe(&["bench"], &bench));
-    let report: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();
     assert_eq!(report["bytes"], 33_554_432);
     // connect half-closes after its input; the echo comes back whole.
     let output = common::run_cli_with_input(&["connect", "127.0.0.1", &relay.port()], Some(b"through the kernel"));

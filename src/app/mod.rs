@@ -257,8 +257,9 @@ impl Outcome {
 /// A response as the server sends it.
 #[derive(Debug)]
 pub enum Response<'t> {
-    /// A search the table answers: its message, encoded when the table was loaded.
-    Encoded(&'t Bytes),
+    /// A search the table answers: its message, encoded when the table was
+    /// loaded, and the message's content (a slice of it).
+    Encoded { frame: &'t Bytes, content: &'t Bytes },
     /// Anything else, to encode.
     Message(Message),
 }
@@ -268,9 +269,9 @@ pub enum Response<'t> {
 pub fn respond_encoded<'t>(table: &'t SearchTable, request: &Message) -> (Response<'t>, Outcome) {
     let parsed = Request::parse(request);
     if let Ok(Request::Search { value }) = &parsed
-        && let Some(frame) = table.encoded_response(value)
+        && let Some((frame, content)) = table.encoded_response(value)
     {
-        return (Response::Encoded(frame), Outcome::Hit);
+        return (Response::Encoded { frame, content }, Outcome::Hit);
     }
     let (message, outcome) = answer(table, parsed);
     (Response::Message(message), outcome)
@@ -462,14 +463,16 @@ mod tests {
         let table = SearchTable::builtin();
         for query in ["morpheus", "ring", "\u{1f436}"] {
             let request = client_request(SEARCH, query);
-            let (Response::Encoded(frame), Outcome::Hit) = respond_encoded(&table, &request) else {
+            let (Response::Encoded { frame, content }, Outcome::Hit) = respond_encoded(&table, &request) else {
                 panic!("{query} is a hit");
             };
+            let answer = respond(&table, &request).0;
             let mut expected = bytes::BytesMut::new();
             crate::protocol::MessageCodec::new()
-                .encode(&respond(&table, &request).0, &mut expected)
+                .encode(&answer, &mut expected)
                 .unwrap();
             assert_eq!(&frame[..], &expected[..], "{query}");
+            assert_eq!(content, &answer.content, "{query}");
         }
         let miss = client_request(SEARCH, "nobody");
         assert!(matches!(

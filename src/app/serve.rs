@@ -59,29 +59,13 @@ impl ConnectionHandler for AppHandler {
             let reason = loop {
                 match driver.next_request().await {
                     Ok(request) => {
-                        log_request(&request, &peer);
-                        let table = self.table.load();
-                        match respond_encoded(&table, &request) {
-                            (Response::Encoded(frame), outcome) => {
-                                if enabled!(Level::TRACE) {
-                                    // A table's answer is text/json; its content follows the header.
-                                    let header_len = usize::from(u16::from_be_bytes([frame[0], frame[1]]));
-                                    trace_response(&peer, TEXT_JSON, &frame[2 + header_len..]);
-                                }
-                                driver
-                                    .queue_answer(Encoded(frame), outcome.index())
-                                    .expect("encoded messages queue");
-                            }
-                            (Response::Message(response), outcome) => queue(&mut driver, &response, outcome, &peer),
-                        }
+                        self.answer(&mut driver, &request, &peer);
                         if self.one_shot {
                             break CloseReason::ResponseSent;
                         }
                     }
                     Err(end) => {
-                        if let Some(error) = farewell(&end) {
-                            queue(&mut driver, &error.to_message(), Outcome::Error(error.kind()), &peer);
-                        }
+                        queue_farewell(&mut driver, &end, &peer);
                         break end.into();
                     }
                 }
@@ -91,14 +75,41 @@ impl ConnectionHandler for AppHandler {
     }
 }
 
-/// What the client is told before a connection closes for its own fault.
-fn farewell(end: &End<ProtocolError>) -> Option<AppError> {
-    match end {
-        End::Decode(error) => Some(AppError::BadFrame(error.to_string())),
-        End::RequestTimeout(after) => Some(AppError::RequestTimeout(*after)),
-        End::Evicted(evicted) => Some(AppError::OverBudget(*evicted)),
-        _ => None,
+impl AppHandler {
+    /// Logs one request and queues its answer: a table hit as the message
+    /// the table encoded when it was loaded, anything else encoded now.
+    pub(crate) fn answer<S>(&self, driver: &mut Driver<S, MessageCodec>, request: &Message, peer: &PeerAddr)
+    where
+        S: AsyncRead + AsyncWrite + Splice + Unpin,
+    {
+        log_request(request, peer);
+        let table = self.table.load();
+        match respond_encoded(&table, request) {
+            (Response::Encoded { frame, content }, outcome) => {
+                // A table's answers are text/json.
+                trace_response(peer, TEXT_JSON, content);
+                driver
+                    .queue_answer(Encoded(frame), outcome.index())
+                    .expect("encoded messages queue");
+            }
+            (Response::Message(response), outcome) => queue(driver, &response, outcome, peer),
+        }
     }
+}
+
+/// Queues what the client is told before its connection closes for a
+/// fault of its own (a bad frame, a request too slow, the budget), if any.
+pub(crate) fn queue_farewell<S>(driver: &mut Driver<S, MessageCodec>, end: &End<ProtocolError>, peer: &PeerAddr)
+where
+    S: AsyncRead + AsyncWrite + Splice + Unpin,
+{
+    let error = match end {
+        End::Decode(error) => AppError::BadFrame(error.to_string()),
+        End::RequestTimeout(after) => AppError::RequestTimeout(*after),
+        End::Evicted(evicted) => AppError::OverBudget(*evicted),
+        _ => return,
+    };
+    queue(driver, &error.to_message(), Outcome::Error(error.kind()), peer);
 }
 
 fn queue<S>(driver: &mut Driver<S, MessageCodec>, response: &Message, outcome: Outcome, peer: &PeerAddr)

@@ -5,12 +5,12 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use bytes::{Bytes, BytesMut};
-use tokio_util::codec::Encoder;
+use bytes::Bytes;
 
 use super::Answer;
+use crate::protocol::Message;
+use crate::protocol::codec::encode_message;
 use crate::protocol::json::to_python_json;
-use crate::protocol::{Message, MessageCodec};
 
 /// The search table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,11 +36,7 @@ impl Entry {
             })
             .expect("strings serialize"),
         );
-        let mut frame = BytesMut::new();
-        MessageCodec::new()
-            .encode(&Message::json_content(content.clone()), &mut frame)
-            .expect("an answer's message encodes");
-        let frame = frame.freeze();
+        let frame = encode_message(&Message::json_content(content.clone())).expect("an answer's message encodes");
         Entry {
             answer,
             response_content: frame.slice(frame.len() - content.len()..),
@@ -109,9 +105,12 @@ impl SearchTable {
         self.entries.get(query).map(|entry| &entry.response_content)
     }
 
-    /// The whole encoded response message for `query`, if the table has one.
-    pub fn encoded_response(&self, query: &str) -> Option<&Bytes> {
-        self.entries.get(query).map(|entry| &entry.response_frame)
+    /// The whole encoded response message for `query`, and its content
+    /// (a slice of it), if the table has one.
+    pub fn encoded_response(&self, query: &str) -> Option<(&Bytes, &Bytes)> {
+        self.entries
+            .get(query)
+            .map(|entry| (&entry.response_frame, &entry.response_content))
     }
 
     /// Number of entries.

@@ -22,7 +22,8 @@ use super::report::LatencySummary;
 use super::resp::{self, Value};
 use super::{new_histogram, record};
 use crate::broker::command::{Push, publish_request, subscribe_request};
-use crate::protocol::{Message, MessageCodec};
+use crate::deadline::within;
+use crate::protocol::MessageCodec;
 use crate::transport::Connector;
 
 /// Which server is measured.
@@ -79,15 +80,7 @@ impl std::fmt::Display for BrokerReport {
             self.delivered, self.expected, self.elapsed_seconds, self.delivered_per_second, self.published_per_second
         )?;
         if let Some(latency) = &self.latency_us {
-            writeln!(
-                f,
-                "latency     p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
-                super::report::format_micros(latency.p50),
-                super::report::format_micros(latency.p90),
-                super::report::format_micros(latency.p99),
-                super::report::format_micros(latency.p99_9),
-                super::report::format_micros(latency.max)
-            )?;
+            writeln!(f, "latency     {}", latency.line())?;
         }
         if self.lost > 0 {
             writeln!(f, "lost        {} deliveries never arrived", self.lost)?;
@@ -135,7 +128,7 @@ pub async fn run(config: BrokerBench, stop: CancellationToken) -> Result<BrokerR
             flavor: config.flavor,
         };
         tokio::select! {
-            joined = subscribe(&mut stream, &mut reader, &config.channel) => joined?,
+            joined = subscribe(&mut stream, &mut reader, &config.channel, config.connector.timeout()) => joined?,
             () = stop.cancelled() => return Err(BrokerBenchError::Interrupted),
         }
         let (expected, stop) = (config.messages, stop.clone());
@@ -209,11 +202,14 @@ async fn subscribe<S: AsyncRead + AsyncWrite + Unpin>(
     stream: &mut S,
     reader: &mut Reader,
     channel: &str,
+    wait: Option<Duration>,
 ) -> Result<(), BrokerBenchError> {
     let protocol = |why: String| BrokerBenchError::Protocol(why);
     let flavor = reader.flavor;
     let request = match flavor {
-        Flavor::Ours => encode(&subscribe_request(channel)),
+        Flavor::Ours => crate::protocol::codec::encode_message(&subscribe_request(channel))
+            .expect("requests encode")
+            .to_vec(),
         Flavor::Redis => resp::command(&[b"SUBSCRIBE", channel.as_bytes()]),
     };
     stream
@@ -232,9 +228,8 @@ async fn subscribe<S: AsyncRead + AsyncWrite + Unpin>(
             Some(false) => return Err(protocol("the server did not confirm the subscription".into())),
             None => {}
         }
-        let read = tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut reader.buf)).await;
-        match read {
-            Ok(Ok(n)) if n > 0 => {}
+        match within(wait, stream.read_buf(&mut reader.buf)).await {
+            Some(Ok(n)) if n > 0 => {}
             _ => return Err(protocol("no answer to the subscription".into())),
         }
     }
@@ -257,15 +252,21 @@ async fn publish<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<u64, BrokerBenchError> {
     let protocol = |why: String| BrokerBenchError::Protocol(why);
     let mut buf = BytesMut::new();
-    let mut out = Vec::new();
+    let mut out = BytesMut::new();
     let (mut sent, mut answered) = (0u64, 0u64);
     let mut codec = MessageCodec::new();
     while answered < config.messages {
         while sent < config.messages && sent - answered < config.window as u64 {
             let data = payload(sent, started, config.message_size);
             match config.flavor {
-                Flavor::Ours => out.extend(encode(&publish_request(&config.channel, &data))),
-                Flavor::Redis => out.extend(resp::command(&[b"PUBLISH", config.channel.as_bytes(), data.as_bytes()])),
+                Flavor::Ours => codec
+                    .encode(&publish_request(&config.channel, &data), &mut out)
+                    .expect("requests encode"),
+                Flavor::Redis => out.extend_from_slice(&resp::command(&[
+                    b"PUBLISH",
+                    config.channel.as_bytes(),
+                    data.as_bytes(),
+                ])),
             }
             sent += 1;
         }
@@ -276,8 +277,8 @@ async fn publish<S: AsyncRead + AsyncWrite + Unpin>(
                 .map_err(|e| protocol(format!("publishing: {e}")))?;
             out.clear();
         }
-        match tokio::time::timeout(Duration::from_secs(10), stream.read_buf(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => {}
+        match within(config.connector.timeout(), stream.read_buf(&mut buf)).await {
+            Some(Ok(n)) if n > 0 => {}
             _ => {
                 return Err(protocol(format!(
                     "the server stopped answering publishes after {answered}"
@@ -349,14 +350,6 @@ fn sent_at(data: &[u8]) -> Option<u64> {
     let mut words = text.split(' ');
     let _seq = words.next()?;
     words.next()?.parse().ok()
-}
-
-fn encode(message: &Message) -> Vec<u8> {
-    let mut bytes = BytesMut::new();
-    MessageCodec::new()
-        .encode(message, &mut bytes)
-        .expect("requests encode");
-    bytes.to_vec()
 }
 
 #[cfg(test)]

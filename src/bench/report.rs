@@ -42,7 +42,7 @@ impl LatencySummary {
 
 impl LatencySummary {
     /// `min ..., p50 ..., ...` for the text report.
-    fn line(&self) -> String {
+    pub(super) fn line(&self) -> String {
         format!(
             "min {}, p50 {}, p90 {}, p99 {}, p99.9 {}, max {}",
             format_micros(self.min),

@@ -106,7 +106,7 @@ impl<'a> Command<'a> {
         }
         let incoming: Incoming<'a> = serde_json::from_str(text).ok()?;
         let action = incoming.action?;
-        let value = || match incoming.value.clone() {
+        let value = match incoming.value {
             Some(serde_json::Value::String(value)) => Some(value),
             _ => None,
         };
@@ -118,15 +118,15 @@ impl<'a> Command<'a> {
             }
         };
         Some(match action.as_ref() {
-            SUBSCRIBE => value()
+            SUBSCRIBE => value
                 .ok_or(CommandError::NoValue(SUBSCRIBE))
                 .and_then(check)
                 .map(|channel| Command::Subscribe { channel }),
-            UNSUBSCRIBE => value()
+            UNSUBSCRIBE => value
                 .ok_or(CommandError::NoValue(UNSUBSCRIBE))
                 .and_then(check)
                 .map(|channel| Command::Unsubscribe { channel }),
-            PUBLISH => match (incoming.channel, value()) {
+            PUBLISH => match (incoming.channel, value) {
                 (None, _) => Err(CommandError::NoChannel),
                 (_, None) => Err(CommandError::NoValue(PUBLISH)),
                 (Some(channel), Some(value)) => check(channel.into_owned()).map(|channel| Command::Publish {

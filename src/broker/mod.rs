@@ -18,16 +18,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::Notify;
-use tokio_util::codec::Encoder;
 
-use crate::app::{AppError, Outcome, REQUEST_LABELS, SearchTable, respond, result_message};
+use crate::app::serve::{AppHandler, queue_farewell};
+use crate::app::{REQUEST_LABELS, result_message};
 use crate::limited;
 use crate::protocol::{Message, MessageCodec};
-use crate::server::driver::{Driver, End};
+use crate::server::driver::Driver;
 use crate::server::log_limit::REQUEST_LINES;
 use crate::server::{CloseReason, Connection, ConnectionHandler};
 use crate::transport::splice::Splice;
@@ -129,13 +128,14 @@ impl Outbox {
         let wake = state.frames.is_empty();
         state.frames.push_back(frame.clone());
         state.bytes += frame.len();
-        let now = Instant::now();
         if limits.hard > 0 && state.bytes > limits.hard {
             state.killed = Some(format!(
                 "{} bytes queued, above the hard limit of {}",
                 state.bytes, limits.hard
             ));
         } else if limits.soft > 0 && state.bytes > limits.soft {
+            // The clock is read only here: most pushes are under the limits.
+            let now = Instant::now();
             let since = *state.over_soft_since.get_or_insert(now);
             if now.duration_since(since) > limits.soft_for {
                 state.killed = Some(format!(
@@ -225,7 +225,8 @@ impl Broker {
 
     /// Delivers `message` to `channel`'s subscribers; returns how many got it.
     pub fn publish(&self, channel: &str, message: &str) -> u64 {
-        let frame = encode(&Message::json(&Push { channel, message }));
+        let frame =
+            crate::protocol::codec::encode_message(&Message::json(&Push { channel, message })).expect("pushes encode");
         let channels = self.lock();
         let Some(subscribers) = channels.get(channel) else {
             return 0;
@@ -242,18 +243,12 @@ impl Broker {
     }
 }
 
-fn encode(message: &Message) -> Bytes {
-    let mut bytes = BytesMut::new();
-    MessageCodec::new().encode(message, &mut bytes).expect("pushes encode");
-    bytes.freeze()
-}
-
 /// Serves pub/sub, and search and binary requests as `app-server` does.
 #[derive(Debug, Clone)]
 pub struct BrokerHandler {
     pub broker: Arc<Broker>,
-    pub table: Arc<ArcSwap<SearchTable>>,
-    pub max_content_len: usize,
+    /// What answers everything that is not pub/sub (and its limits).
+    pub app: AppHandler,
 }
 
 /// A connection's subscriptions, dropped from the broker when it ends.
@@ -277,7 +272,7 @@ impl ConnectionHandler for BrokerHandler {
     where
         S: AsyncRead + AsyncWrite + Splice + Unpin + Send + 'static,
     {
-        let codec = MessageCodec::new().with_max_content_len(self.max_content_len);
+        let codec = MessageCodec::new().with_max_content_len(self.app.max_content_len);
         let (mut driver, peer) = Driver::for_connection(connection, codec);
         let mut subscriptions = Subscriptions {
             broker: &self.broker,
@@ -316,9 +311,7 @@ impl ConnectionHandler for BrokerHandler {
             let request = match request {
                 Ok(request) => request,
                 Err(end) => {
-                    if let Some(error) = farewell(&end) {
-                        let _ = driver.queue_answer(&error.to_message(), Outcome::Error(error.kind()).index());
-                    }
+                    queue_farewell(&mut driver, &end, &peer);
                     break end.into();
                 }
             };
@@ -334,8 +327,8 @@ impl ConnectionHandler for BrokerHandler {
                 }
                 Some(Err(error)) => (error.to_message(), BAD_COMMAND),
                 None => {
-                    let (response, outcome) = respond(&self.table.load(), &request);
-                    (response, outcome.index())
+                    self.app.answer(&mut driver, &request, &peer);
+                    continue;
                 }
             };
             if let Err(error) = driver.queue_answer(&response, label) {
@@ -350,6 +343,7 @@ impl BrokerHandler {
     fn run(&self, command: Command<'_>, subscriptions: &mut Subscriptions<'_>) -> Message {
         match command {
             Command::Subscribe { channel } => {
+                let answer = result_message(&format!("Subscribed to '{}'.", crate::escape::clip(&channel)));
                 if !subscriptions.channels.contains(channel.as_ref()) {
                     if subscriptions.channels.len() >= MAX_SUBSCRIPTIONS {
                         return result_message(&format!(
@@ -357,9 +351,9 @@ impl BrokerHandler {
                         ));
                     }
                     self.broker.subscribe(&channel, subscriptions.id, &subscriptions.outbox);
-                    subscriptions.channels.insert(channel.clone().into_owned());
+                    subscriptions.channels.insert(channel.into_owned());
                 }
-                result_message(&format!("Subscribed to '{}'.", crate::escape::clip(&channel)))
+                answer
             }
             Command::Unsubscribe { channel } => {
                 if subscriptions.channels.remove(channel.as_ref()) {
@@ -372,16 +366,6 @@ impl BrokerHandler {
                 Message::json(&command::Receivers { result: receivers })
             }
         }
-    }
-}
-
-/// What a client is told before its connection closes for its own fault.
-fn farewell(end: &End<crate::protocol::ProtocolError>) -> Option<AppError> {
-    match end {
-        End::Decode(error) => Some(AppError::BadFrame(error.to_string())),
-        End::RequestTimeout(after) => Some(AppError::RequestTimeout(*after)),
-        End::Evicted(evicted) => Some(AppError::OverBudget(*evicted)),
-        _ => None,
     }
 }
 

@@ -296,11 +296,9 @@ impl Checker {
 /// Marks an observation as a case that did not run.
 pub const SKIPPED: &str = "skipped: ";
 
-/// A message's bytes on the wire.
-pub fn encode(message: &Message) -> Vec<u8> {
-    let mut bytes = BytesMut::new();
-    tokio_util::codec::Encoder::encode(&mut MessageCodec::new(), message, &mut bytes).expect("a message encodes");
-    bytes.to_vec()
+/// A message's bytes on the wire (the checker's own messages all encode).
+pub fn encode(message: &Message) -> bytes::Bytes {
+    crate::protocol::codec::encode_message(message).expect("a message encodes")
 }
 
 /// A message in words: its `result`, or its content type and bytes, cut
@@ -340,12 +338,9 @@ pub fn result_text(message: &Message) -> Option<String> {
 
 /// User plus system CPU time of process `pid`, from `/proc`.
 fn cpu_time(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf only reads a configuration value.
-    let per_second = u64::try_from(unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).ok()?.max(1);
-    Some(Duration::from_millis(ticks * 1000 / per_second))
+    crate::bench::cpu::CpuTime::of(pid)
+        .ok()
+        .map(crate::bench::cpu::CpuTime::total)
 }
 
 /// The run's totals.

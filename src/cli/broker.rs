@@ -3,20 +3,20 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 use arc_swap::ArcSwap;
 use clap::Args;
 
 use sockets::app::SearchTable;
+use sockets::app::serve::AppHandler;
 use sockets::broker::{BROKER_LABELS, Broker, BrokerHandler, OutputLimits};
 use sockets::protocol::DEFAULT_MAX_CONTENT_LEN;
 use sockets::server::budget::DEFAULT_MAX_BUFFERED_BYTES;
 use sockets::server::{DEFAULT_REQUEST_TIMEOUT, metrics};
 
 use super::UsageError;
-use super::args::{Limit, content_length, parse_limit, parse_size};
+use super::args::{Limit, content_length, parse_limit, parse_seconds, parse_size};
 use super::server_args::{Reload, ServerArgs};
 
 #[derive(Debug, Args)]
@@ -47,15 +47,11 @@ impl BrokerArgs {
             return Ok(OutputLimits::default());
         };
         let size = |text: &str| parse_size(text).map_err(|why| UsageError(format!("--subscriber-limit: {why}")));
-        let seconds: f64 = seconds
-            .parse()
-            .ok()
-            .filter(|s: &f64| s.is_finite() && *s >= 0.0 && *s <= 1e9)
-            .ok_or_else(|| UsageError(format!("--subscriber-limit: {seconds:?} is not a number of seconds")))?;
+        let soft_for = parse_seconds(seconds).map_err(|why| UsageError(format!("--subscriber-limit: {why}")))?;
         Ok(OutputLimits {
             hard: size(hard)?,
             soft: size(soft)?,
-            soft_for: Duration::from_secs_f64(seconds),
+            soft_for,
         })
     }
 }
@@ -70,8 +66,11 @@ pub async fn run(args: BrokerArgs) -> Result<ExitCode> {
     let listening = args.server.listen(&config).await?;
     let handler = BrokerHandler {
         broker: Arc::new(Broker::new(limits)),
-        table: Arc::new(ArcSwap::from_pointee(table)),
-        max_content_len: args.max_content_length as usize,
+        app: AppHandler {
+            table: Arc::new(ArcSwap::from_pointee(table)),
+            max_content_len: args.max_content_length as usize,
+            one_shot: false,
+        },
     };
     let reload = Reload {
         reloaders: args.server.tls_reloader(&config.stage).into_iter().collect(),

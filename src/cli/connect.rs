@@ -106,7 +106,7 @@ async fn relay_many(
                 Err(error) if error.kind() == std::io::ErrorKind::ConnectionRefused => {}
                 Err(error) => return Err(error).context("receiving"),
             },
-            () = tokio::time::sleep_until(until.unwrap_or_else(tokio::time::Instant::now)), if until.is_some() => break,
+            () = sockets::deadline::sleep_until(until) => break,
         }
     }
     let listed: Vec<String> = responders.iter().map(|(addr, n)| format!("{addr} ({n})")).collect();

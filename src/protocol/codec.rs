@@ -310,6 +310,17 @@ impl Decoder for MessageCodec {
 /// message (found with callgrind: one `realloc` per request).
 const HEADER_ROOM: usize = 160;
 
+/// `message`'s bytes on the wire, for a message made once and sent as it
+/// is (a request a client repeats, a push sent to many).
+///
+/// # Errors
+/// [`ProtocolError::HeaderTooLarge`] for a header over the 2-byte length.
+pub fn encode_message(message: &Message) -> Result<bytes::Bytes, ProtocolError> {
+    let mut wire = BytesMut::new();
+    MessageCodec::new().encode(message, &mut wire)?;
+    Ok(wire.freeze())
+}
+
 /// A whole message already encoded by this codec (header length, header,
 /// content): a server answering the same message again and again encodes
 /// it once and copies the bytes after that.

@@ -32,8 +32,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::server::{CloseReason, Connection, ConnectionHandler};
+use crate::transport::ClientStream;
 use crate::transport::splice::{Splice, splice_one_way};
 use crate::transport::{Connector, PeerAddr};
+use tokio_util::either::Either;
 
 /// The largest read relayed at once.
 const CHUNK: usize = 64 * 1024;
@@ -55,6 +57,22 @@ impl Direction {
         match self {
             Direction::Request => 0,
             Direction::Response => 1,
+        }
+    }
+
+    /// `request` or `response`: in the view and in recordings.
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Request => "request",
+            Direction::Response => "response",
+        }
+    }
+
+    /// The way back.
+    pub fn opposite(self) -> Direction {
+        match self {
+            Direction::Request => Direction::Response,
+            Direction::Response => Direction::Request,
         }
     }
 }
@@ -158,15 +176,18 @@ impl ConnectionHandler for ProxyHandler {
     }
 }
 
-/// Where a connection to the target went.
-fn server_address<T: Splice>(server: &T, connector: &Connector) -> PeerAddr {
-    use crate::transport::splice::SocketRef;
-    match server.socket() {
-        Some(SocketRef::Tcp(tcp)) => match tcp.peer_addr() {
+/// Where a connection to the target went (under TLS too).
+fn server_address(server: &ClientStream, connector: &Connector) -> PeerAddr {
+    let socket = match server {
+        Either::Left(plain) => plain,
+        Either::Right(tls) => tls.get_ref().0,
+    };
+    match socket {
+        Either::Left(tcp) => match tcp.peer_addr() {
             Ok(addr) => PeerAddr::Tcp(crate::transport::canonical(addr)),
             Err(_) => PeerAddr::Unix(None),
         },
-        _ => match connector.endpoint() {
+        Either::Right(_) => match connector.endpoint() {
             crate::transport::Endpoint::Unix(path) => PeerAddr::Unix(Some(path.clone())),
             crate::transport::Endpoint::Inet { .. } => PeerAddr::Unix(None),
         },

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Bytes, BytesMut};
 use tokio::sync::mpsc;
 use tokio_util::codec::Decoder;
 
@@ -34,30 +34,44 @@ pub enum View {
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub message: Message,
-    /// The header's JSON text as sent.
-    pub header: Vec<u8>,
+    /// The header's JSON text as sent (a slice of `wire`).
+    pub header: Bytes,
     /// The whole message as it crossed the wire.
-    pub wire: Vec<u8>,
+    pub wire: Bytes,
+}
+
+/// What one [`FrameDecoder::feed`] found.
+#[derive(Debug, Default)]
+pub struct Fed {
+    /// The messages completed by these bytes.
+    pub frames: Vec<Frame>,
+    /// The stream turned out not to be the protocol: why, and every byte
+    /// from the end of the last whole message on (shown and recorded raw).
+    pub broken: Option<(String, Bytes)>,
 }
 
 /// Cuts one direction's byte stream into messages.
 #[derive(Debug)]
 pub struct FrameDecoder {
+    /// What the codec has not yet decoded (it takes a message's header off
+    /// as soon as the header is whole).
     buf: BytesMut,
+    /// Every byte since the end of the last whole message, as it came: a
+    /// message's exact bytes are cut from here, and so are the bytes a
+    /// stream that is not the protocol sent.
+    raw: BytesMut,
     codec: MessageCodec,
     /// Set once the stream stops being the protocol; later bytes are raw.
     broken: Option<String>,
-    /// The header of the message being decoded, as sent.
-    header: Option<Vec<u8>>,
 }
 
 impl FrameDecoder {
     pub fn new(max_content_len: usize) -> FrameDecoder {
         FrameDecoder {
             buf: BytesMut::new(),
+            raw: BytesMut::new(),
             codec: MessageCodec::new().with_max_content_len(max_content_len),
             broken: None,
-            header: None,
         }
     }
 
@@ -66,39 +80,31 @@ impl FrameDecoder {
         self.broken.as_deref()
     }
 
-    /// Adds `bytes` and returns the messages now complete. When the stream
-    /// turns out not to be the protocol, returns the reason once; the
-    /// caller shows later bytes raw.
-    pub fn feed(&mut self, bytes: &[u8]) -> Result<Vec<Frame>, String> {
+    /// Adds `bytes`: the messages now complete, and (once) whether the
+    /// stream turned out not to be the protocol. After that, nothing more
+    /// is decoded; the caller shows later bytes raw.
+    pub fn feed(&mut self, bytes: &[u8]) -> Fed {
+        let mut fed = Fed::default();
         if self.broken.is_some() {
-            return Ok(Vec::new());
+            return fed;
         }
         self.buf.extend_from_slice(bytes);
-        let mut frames = Vec::new();
+        self.raw.extend_from_slice(bytes);
         loop {
-            // The codec takes a message's header off the buffer as soon as
-            // it is whole, content or not: keep its text before it goes.
-            if !self.codec.is_mid_message()
-                && let Some(prefix) = self.buf.get(..2)
-            {
-                let header_len = usize::from(u16::from_be_bytes([prefix[0], prefix[1]]));
-                self.header = self.buf.get(2..2 + header_len).map(<[u8]>::to_vec);
-            }
             match self.codec.decode(&mut self.buf) {
                 Ok(Some(message)) => {
-                    let header = self.header.take().unwrap_or_default();
-                    let mut wire = Vec::with_capacity(2 + header.len() + message.content.len());
-                    wire.extend_from_slice(&u16::try_from(header.len()).unwrap_or(u16::MAX).to_be_bytes());
-                    wire.extend_from_slice(&header);
-                    wire.extend_from_slice(&message.content);
-                    frames.push(Frame { message, header, wire });
+                    let header_len = usize::from(u16::from_be_bytes([self.raw[0], self.raw[1]]));
+                    let wire = self.raw.split_to(2 + header_len + message.content.len()).freeze();
+                    let header = wire.slice(2..2 + header_len);
+                    fed.frames.push(Frame { message, header, wire });
                 }
-                Ok(None) => return Ok(frames),
+                Ok(None) => return fed,
                 Err(error) => {
                     let why = error.to_string();
                     self.broken = Some(why.clone());
                     self.buf = BytesMut::new();
-                    return if frames.is_empty() { Err(why) } else { Ok(frames) };
+                    fed.broken = Some((why, std::mem::take(&mut self.raw).freeze()));
+                    return fed;
                 }
             }
         }
@@ -106,14 +112,13 @@ impl FrameDecoder {
 
     /// Bytes held for a message not yet complete.
     pub fn pending(&self) -> usize {
-        self.buf.len()
+        self.raw.len()
     }
 
     /// Takes the bytes held (at the end of a stream: an unfinished message).
-    pub fn take_pending(&mut self) -> Vec<u8> {
-        let bytes = self.buf.to_vec();
-        self.buf.advance(self.buf.len());
-        bytes
+    pub fn take_pending(&mut self) -> Bytes {
+        self.buf.clear();
+        std::mem::take(&mut self.raw).freeze()
     }
 }
 
@@ -223,7 +228,7 @@ impl Observer {
                     if !left.is_empty() {
                         self.print(&format!(
                             "{t:.6} #{connection} {} ended in the middle of a message ({} bytes)\n",
-                            name(direction),
+                            direction.name(),
                             left.len()
                         ));
                         if let Some(record) = &mut self.record {
@@ -274,59 +279,53 @@ impl Observer {
         let fed = view.decoders[side].feed(bytes);
         let mut text = String::new();
         let mut recorded = Vec::new();
-        match fed {
-            Ok(frames) => {
-                for frame in frames {
-                    view.frames[side] += 1;
-                    let after = match direction {
-                        Direction::Request => {
-                            view.last_request_at = Some(at);
-                            String::new()
-                        }
-                        Direction::Response => view
-                            .last_request_at
-                            .map(|request| {
-                                format!(", {} after the request", millis(at.saturating_duration_since(request)))
-                            })
-                            .unwrap_or_default(),
-                    };
-                    if view_kind == View::Decode {
-                        let _ = write!(
-                            text,
-                            "{t:.6} #{connection} {arrow} {} {}, {} bytes{after}\n{}",
-                            name(direction),
-                            view.frames[side],
-                            frame.wire.len(),
-                            describe_frame(&frame)
-                        );
-                    }
-                    recorded.push(frame.wire);
+        for frame in fed.frames {
+            view.frames[side] += 1;
+            let after = match direction {
+                Direction::Request => {
+                    view.last_request_at = Some(at);
+                    String::new()
                 }
-                if was_broken {
-                    // Not the protocol any more: recorded raw, and counted in
-                    // the closing line rather than dumped (--raw dumps all).
-                    if let Some(record) = &mut self.record {
-                        record.raw(t, connection, direction, bytes);
-                    }
-                }
+                Direction::Response => view
+                    .last_request_at
+                    .map(|request| format!(", {} after the request", millis(at.saturating_duration_since(request))))
+                    .unwrap_or_default(),
+            };
+            if view_kind == View::Decode {
+                let _ = write!(
+                    text,
+                    "{t:.6} #{connection} {arrow} {} {}, {} bytes{after}\n{}",
+                    direction.name(),
+                    view.frames[side],
+                    frame.wire.len(),
+                    describe_frame(&frame)
+                );
             }
-            Err(why) => {
+            recorded.push(frame.wire);
+        }
+        // Not the protocol: from where it broke, shown once and recorded
+        // raw; later bytes are recorded raw and counted in the closing line
+        // rather than dumped (--raw dumps all).
+        let raw = match &fed.broken {
+            Some((why, rest)) => {
                 if view_kind == View::Decode {
                     let _ = writeln!(
                         text,
                         "{t:.6} #{connection} {arrow} not the protocol ({}); the rest of this direction is relayed without decoding\n{}",
-                        Terminal(&why),
-                        indent(&dump(bytes))
+                        Terminal(why),
+                        indent(&dump(rest))
                     );
                 }
-                if let Some(record) = &mut self.record {
-                    record.raw(t, connection, direction, bytes);
-                }
+                Some(&rest[..])
             }
-        }
+            None => was_broken.then_some(bytes),
+        };
         if let Some(record) = &mut self.record {
             for wire in &recorded {
                 record.frame(t, connection, direction, wire);
+            }
+            if let Some(raw) = raw {
+                record.raw(t, connection, direction, raw);
             }
         }
         if !text.is_empty() {
@@ -337,13 +336,6 @@ impl Observer {
     fn print(&mut self, text: &str) {
         // A closed stdout stops the printing, not the relay.
         let _ = self.out.write_all(text.as_bytes()).and_then(|()| self.out.flush());
-    }
-}
-
-fn name(direction: Direction) -> &'static str {
-    match direction {
-        Direction::Request => "request",
-        Direction::Response => "response",
     }
 }
 
@@ -416,9 +408,7 @@ mod tests {
     use crate::app::client_request;
 
     fn wire(message: &Message) -> Vec<u8> {
-        let mut bytes = BytesMut::new();
-        tokio_util::codec::Encoder::encode(&mut MessageCodec::new(), message, &mut bytes).unwrap();
-        bytes.to_vec()
+        crate::protocol::codec::encode_message(message).unwrap().to_vec()
     }
 
     #[test]
@@ -428,11 +418,13 @@ mod tests {
         let stream: Vec<u8> = [one.clone(), two.clone()].concat();
         for cut in 0..stream.len() {
             let mut decoder = FrameDecoder::new(1024);
-            let mut frames = decoder.feed(&stream[..cut]).unwrap();
-            frames.extend(decoder.feed(&stream[cut..]).unwrap());
+            let mut frames = decoder.feed(&stream[..cut]).frames;
+            assert_eq!(decoder.pending(), cut - frames.len() * one.len(), "cut at {cut}");
+            frames.extend(decoder.feed(&stream[cut..]).frames);
             assert_eq!(frames.len(), 2, "cut at {cut}");
             assert_eq!(frames[0].wire, one);
             assert_eq!(frames[1].wire, two);
+            assert_eq!(&frames[1].header[..], &two[2..frames[1].header.len() + 2]);
             assert_eq!(decoder.pending(), 0);
         }
     }
@@ -440,20 +432,38 @@ mod tests {
     #[test]
     fn a_stream_that_is_not_the_protocol_is_said_once() {
         let mut decoder = FrameDecoder::new(1024);
-        let why = decoder.feed(b"\x00\x05hello world").unwrap_err();
+        let fed = decoder.feed(b"\x00\x05hello world");
+        let (why, rest) = fed.broken.expect("broken");
         assert!(why.contains("JSON header"), "{why}");
-        assert!(decoder.feed(b"more").unwrap().is_empty());
+        assert_eq!(&rest[..], b"\x00\x05hello world");
+        let later = decoder.feed(b"more");
+        assert!(later.frames.is_empty() && later.broken.is_none());
         assert!(decoder.broken().is_some());
+    }
+
+    /// Garbage after whole messages in the same read: the messages are
+    /// decoded, and the garbage is handed back whole (from the end of the
+    /// last message), not dropped.
+    #[test]
+    fn what_follows_the_last_message_of_a_broken_read_is_kept() {
+        let one = wire(&client_request("search", "morpheus"));
+        let mut decoder = FrameDecoder::new(1024);
+        decoder.feed(&one[..10]);
+        let fed = decoder.feed(&[&one[10..], b"\x00\x05hello world".as_slice()].concat());
+        assert_eq!(fed.frames.len(), 1);
+        assert_eq!(fed.frames[0].wire, one);
+        let (_, rest) = fed.broken.expect("broken");
+        assert_eq!(&rest[..], b"\x00\x05hello world");
     }
 
     #[test]
     fn described_frames_escape_what_the_peer_chose() {
         let mut decoder = FrameDecoder::new(1024);
-        let frames = decoder.feed(&wire(&client_request("search", "\u{1b}[2Jgone"))).unwrap();
+        let frames = decoder.feed(&wire(&client_request("search", "\u{1b}[2Jgone"))).frames;
         let text = describe_frame(&frames[0]);
         assert!(!text.contains('\u{1b}'), "{text}");
         assert!(text.contains("\"action\": \"search\""), "{text}");
-        let binary = decoder.feed(&wire(&client_request("upload", "\u{7}bell"))).unwrap();
+        let binary = decoder.feed(&wire(&client_request("upload", "\u{7}bell"))).frames;
         let text = describe_frame(&binary[0]);
         assert!(!text.contains('\u{7}') && text.contains("content  "), "{text}");
     }

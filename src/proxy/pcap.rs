@@ -95,7 +95,7 @@ impl PcapWriter {
         for segment in bytes.chunks(SEGMENT) {
             self.packet(at, &flow, direction, Flags::PshAck, segment);
             flow.next[side] = flow.next[side].wrapping_add(segment.len() as u32);
-            self.packet(at, &flow, other(direction), Flags::Ack, &[]);
+            self.packet(at, &flow, direction.opposite(), Flags::Ack, &[]);
         }
         self.flows.insert(connection, flow);
     }
@@ -181,13 +181,6 @@ enum Flags {
     Ack,
     PshAck,
     FinAck,
-}
-
-fn other(direction: Direction) -> Direction {
-    match direction {
-        Direction::Request => Direction::Response,
-        Direction::Response => Direction::Request,
-    }
 }
 
 fn v6(ip: IpAddr) -> Ipv6Addr {

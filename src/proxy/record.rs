@@ -114,13 +114,7 @@ impl Recorder {
             event: None,
             client: None,
             server: None,
-            direction: Some(
-                match direction {
-                    Direction::Request => "request",
-                    Direction::Response => "response",
-                }
-                .to_owned(),
-            ),
+            direction: Some(direction.name().to_owned()),
             raw,
             hex: Some(hex(bytes)),
         }

@@ -19,6 +19,7 @@ use tokio_util::codec::Decoder;
 
 use super::record::Line;
 use crate::check::describe;
+use crate::deadline::within;
 use crate::protocol::{Message, MessageCodec};
 use crate::transport::Connector;
 
@@ -95,7 +96,7 @@ async fn replay_connection(
     first_t: f64,
     report: &mut ReplayReport,
 ) -> Result<(), String> {
-    let wait = config.connector.timeout().unwrap_or(Duration::from_secs(3600));
+    let wait = config.connector.timeout();
     let mut stream = config
         .connector
         .connect()
@@ -112,9 +113,9 @@ async fn replay_connection(
                 let due = started + Duration::from_secs_f64((line.t - first_t).max(0.0));
                 tokio::time::sleep_until(due).await;
             }
-            tokio::time::timeout(wait, stream.write_all(&bytes))
+            within(wait, stream.write_all(&bytes))
                 .await
-                .map_err(|_| "the server took nothing for the whole wait".to_owned())?
+                .ok_or("the server took nothing for the whole wait")?
                 .map_err(|error| format!("sending failed: {error}"))?;
             if !line.raw {
                 report.requests += 1;
@@ -162,7 +163,7 @@ async fn read_message<S: tokio::io::AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     codec: &mut MessageCodec,
-    wait: Duration,
+    wait: Option<Duration>,
 ) -> Result<Message, String> {
     loop {
         match codec.decode(buf) {
@@ -170,11 +171,11 @@ async fn read_message<S: tokio::io::AsyncRead + Unpin>(
             Ok(None) => {}
             Err(error) => return Err(format!("the response is not a valid message: {error}")),
         }
-        match tokio::time::timeout(wait, stream.read_buf(buf)).await {
-            Err(_) => return Err("no response in time".into()),
-            Ok(Ok(0)) => return Err("the server closed the connection".into()),
-            Ok(Ok(_)) => {}
-            Ok(Err(error)) => return Err(format!("reading failed: {error}")),
+        match within(wait, stream.read_buf(buf)).await {
+            None => return Err("no response in time".into()),
+            Some(Ok(0)) => return Err("the server closed the connection".into()),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(format!("reading failed: {error}")),
         }
     }
 }

@@ -148,15 +148,20 @@ where
     C: FramedDecoder,
     C::Error: fmt::Display,
 {
-    /// A driver for `stream`, decoding with `codec`.
-    pub fn new(
-        stream: S,
-        codec: C,
-        limits: ConnectionLimits,
-        shutdown: CancellationToken,
-        budget: BudgetShare,
-    ) -> Driver<S, C> {
-        Driver {
+    /// A driver for an accepted connection, decoding with `codec`: with
+    /// the connection's limits, shutdown, budget share and TLS flag; and
+    /// who the peer is, for the handler's logs.
+    pub fn for_connection(connection: Connection<S>, codec: C) -> (Driver<S, C>, PeerAddr) {
+        let Connection {
+            stream,
+            peer,
+            shutdown,
+            limits,
+            budget,
+            tls,
+        } = connection;
+        let now = Instant::now();
+        let driver = Driver {
             stream,
             codec,
             input: BytesMut::new(),
@@ -165,15 +170,16 @@ where
             shutdown,
             budget,
             message_deadline: None,
-            tls: false,
-            last_read_at: Instant::now(),
+            tls,
+            last_read_at: now,
             answers: metrics::is_enabled().then(|| Box::new([(0, 0); ANSWERS_PER_BATCH])),
-            born: Instant::now(),
+            born: now,
             answered: 0,
             bytes_in: 0,
             bytes_out: 0,
             received_any: false,
-        }
+        };
+        (driver, peer)
     }
 
     /// Queues the answer to the request last returned by
@@ -190,22 +196,17 @@ where
         if usize::from(self.answered) == ANSWERS_PER_BATCH {
             self.count_answers(Instant::now());
         }
-        let arrived = self.micros_since_born(self.last_read_at);
         if let Some(answers) = &mut self.answers {
+            let arrived = micros_since(self.born, self.last_read_at);
             answers[usize::from(self.answered)] = (u16::try_from(label).unwrap_or(u16::MAX), arrived);
         }
         self.answered += 1;
         self.queue(message)
     }
 
-    /// `at` as microseconds since the driver was made, wrapping.
-    fn micros_since_born(&self, at: Instant) -> u32 {
-        at.saturating_duration_since(self.born).as_micros() as u32
-    }
-
     /// Hands the answers and bytes counted so far to the metrics.
     fn count_answers(&mut self, written_at: Instant) {
-        let written = self.micros_since_born(written_at);
+        let written = micros_since(self.born, written_at);
         let answers = self
             .answers
             .as_deref()
@@ -218,26 +219,6 @@ where
         self.answered = 0;
         self.bytes_in = 0;
         self.bytes_out = 0;
-    }
-
-    /// A driver for an accepted connection, with its limits, shutdown,
-    /// budget share and TLS flag; and who the peer is, for the handler's logs.
-    pub fn for_connection(connection: Connection<S>, codec: C) -> (Driver<S, C>, PeerAddr) {
-        let Connection {
-            stream,
-            peer,
-            shutdown,
-            limits,
-            budget,
-            tls,
-        } = connection;
-        (Driver::new(stream, codec, limits, shutdown, budget).with_tls(tls), peer)
-    }
-
-    /// Marks the stream as TLS, so that closing sends `close_notify`.
-    pub fn with_tls(mut self, tls: bool) -> Driver<S, C> {
-        self.tls = tls;
-        self
     }
 
     /// The next message from the client. Queued responses are written
@@ -523,6 +504,11 @@ fn clean_eof<E>(read: Result<usize, End<E>>) -> Result<usize, End<E>> {
         Err(End::Io(error)) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
         other => other,
     }
+}
+
+/// `at` as microseconds since `born` (the driver's making), wrapping.
+fn micros_since(born: Instant, at: Instant) -> u32 {
+    at.saturating_duration_since(born).as_micros() as u32
 }
 
 /// A deadline that never comes, for an unlimited timeout.

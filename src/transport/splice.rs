@@ -28,17 +28,17 @@ impl SocketRef<'_> {
     /// has read (asked of the kernel: a runtime's cached readiness can be
     /// stale). Closing a socket with unread bytes sends a reset.
     pub fn has_unread(&self) -> bool {
-        let mut byte = 0u8;
-        // SAFETY: recv writes at most one byte into `byte`; MSG_PEEK leaves it queued.
-        let n = unsafe {
-            libc::recv(
-                self.fd(),
-                std::ptr::addr_of_mut!(byte).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        n > 0
+        // The socket is non-blocking (tokio's): an empty queue is an error, not a wait.
+        let mut byte = [std::mem::MaybeUninit::uninit()];
+        self.sock().peek(&mut byte).is_ok_and(|n| n > 0)
+    }
+
+    /// The socket for socket2's system calls.
+    fn sock(&self) -> socket2::SockRef<'_> {
+        match self {
+            SocketRef::Tcp(tcp) => socket2::SockRef::from(*tcp),
+            SocketRef::Unix(unix) => socket2::SockRef::from(*unix),
+        }
     }
 
     fn fd(&self) -> RawFd {
@@ -64,24 +64,7 @@ impl SocketRef<'_> {
 
     /// Ends our sending side (FIN), as `shutdown(SHUT_WR)`.
     fn shutdown_write(&self) -> io::Result<()> {
-        socket2::SockRef::from(&BorrowedSocket(self.fd())).shutdown(std::net::Shutdown::Write)
-    }
-}
-
-/// Lends a raw descriptor to socket2 for one call.
-struct BorrowedSocket(RawFd);
-
-impl AsRawFd for BorrowedSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.0
-    }
-}
-
-impl std::os::fd::AsFd for BorrowedSocket {
-    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        // SAFETY: the descriptor belongs to a stream that outlives this
-        // value, which lives only for the call that borrows it.
-        unsafe { std::os::fd::BorrowedFd::borrow_raw(self.0) }
+        self.sock().shutdown(std::net::Shutdown::Write)
     }
 }
 
