@@ -97,11 +97,11 @@ echo
 if want cpu; then
 echo "## Server CPU per unit of work"
 echo
-# cpu_row NAME UNIT BENCH_ARGS...: runs bench against the last started
+# cpu_row NAME BENCH_ARGS...: runs bench against the last started
 # server, stops it, and adds a row to `rows`: name, server CPU per unit, rate.
 cpu_row() {
-  local name=$1 unit=$2
-  shift 2
+  local name=$1
+  shift
   "$S" bench "$@" -d "$DURATION" --server-pid "$LAST_PID" --json > "$WORK/cpu.json"
   stop
   local per rate
@@ -123,7 +123,7 @@ redis_row() {
   took_ns=$(($(date +%s%N) - start_ns))
   after=$(cpu_ticks "$LAST_PID")
   stop
-  rows+=("$(python3 -c "print(f'redis-server (redis-benchmark -t ping_inline)|{($after - $before) * 1e6 / $(getconf CLK_TCK) / $n:.2f}|{$n * 1e9 / $took_ns:.0f}')")")
+  rows+=("redis-server (redis-benchmark -t ping_inline)|$(per_request $((after - before)) "$n")|$(python3 -c "print(f'{$n * 1e9 / $took_ns:.0f}')")")
 }
 # table TITLE UNIT ROWS...: rows as NAME|PER|RATE, ratios against the last row.
 table() {
@@ -143,35 +143,35 @@ table() {
 }
 
 rows=()
-start app "$S" app-server -q 127.0.0.1 0; cpu_row "sockets app-server (default: a runtime per core)" request app 127.0.0.1 "$PORT" -c 64 -P 16
-start app "$S" app-server -q 127.0.0.1 0 --threads 1; cpu_row "sockets app-server --threads 1" request app 127.0.0.1 "$PORT" -c 64 -P 16
+start app "$S" app-server -q 127.0.0.1 0; cpu_row "sockets app-server (default: a runtime per core)" app 127.0.0.1 "$PORT" -c 64 -P 16
+start app "$S" app-server -q 127.0.0.1 0 --threads 1; cpu_row "sockets app-server --threads 1" app 127.0.0.1 "$PORT" -c 64 -P 16
 if [ -n "${BEFORE:-}" ]; then
-  start app "$BEFORE" app-server -q 127.0.0.1 0; cpu_row "before (work-stealing runtime)" request app 127.0.0.1 "$PORT" -c 64 -P 16
+  start app "$BEFORE" app-server -q 127.0.0.1 0; cpu_row "before (work-stealing runtime)" app 127.0.0.1 "$PORT" -c 64 -P 16
 fi
-start minimal "$MINIMAL" app; cpu_row "minimal server" request app 127.0.0.1 "$PORT" -c 64 -P 16
+start minimal "$MINIMAL" app; cpu_row "minimal server" app 127.0.0.1 "$PORT" -c 64 -P 16
 redis_row 64 16
 table "Persistent, 64 connections, pipeline 16 (rate: requests/s)" request "${rows[@]}"
 
 rows=()
-start app "$S" app-server -q 127.0.0.1 0 --threads 1; cpu_row "sockets app-server --threads 1" request app 127.0.0.1 "$PORT" -c 1
-start minimal "$MINIMAL" app; cpu_row "minimal server" request app 127.0.0.1 "$PORT" -c 1
+start app "$S" app-server -q 127.0.0.1 0 --threads 1; cpu_row "sockets app-server --threads 1" app 127.0.0.1 "$PORT" -c 1
+start minimal "$MINIMAL" app; cpu_row "minimal server" app 127.0.0.1 "$PORT" -c 1
 redis_row 1 1
 table "Persistent, 1 connection, no pipelining (rate: requests/s)" request "${rows[@]}"
 
 rows=()
-start app "$S" app-server -q 127.0.0.1 0 --one-shot; cpu_row "sockets app-server --one-shot (default: a runtime per core)" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8
-start app "$S" app-server -q 127.0.0.1 0 --one-shot --reuse-port; cpu_row "sockets app-server --one-shot --reuse-port (a listener per core)" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8
-start app "$S" app-server -q 127.0.0.1 0 --one-shot --threads 1; cpu_row "sockets app-server --one-shot --threads 1" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8
+start app "$S" app-server -q 127.0.0.1 0 --one-shot; cpu_row "sockets app-server --one-shot (default: a runtime per core)" app 127.0.0.1 "$PORT" --mode oneshot -c 8
+start app "$S" app-server -q 127.0.0.1 0 --one-shot --reuse-port; cpu_row "sockets app-server --one-shot --reuse-port (a listener per core)" app 127.0.0.1 "$PORT" --mode oneshot -c 8
+start app "$S" app-server -q 127.0.0.1 0 --one-shot --threads 1; cpu_row "sockets app-server --one-shot --threads 1" app 127.0.0.1 "$PORT" --mode oneshot -c 8
 if [ -n "${BEFORE:-}" ]; then
-  start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot; cpu_row "before --one-shot (work-stealing runtime)" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8
-  start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot --threads 1; cpu_row "before --one-shot --threads 1" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8
+  start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot; cpu_row "before --one-shot (work-stealing runtime)" app 127.0.0.1 "$PORT" --mode oneshot -c 8
+  start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot --threads 1; cpu_row "before --one-shot --threads 1" app 127.0.0.1 "$PORT" --mode oneshot -c 8
 fi
-start minimal "$MINIMAL" app-oneshot; cpu_row "minimal server" connection app 127.0.0.1 "$PORT" --mode oneshot -c 8
+start minimal "$MINIMAL" app-oneshot; cpu_row "minimal server" app 127.0.0.1 "$PORT" --mode oneshot -c 8
 table "Oneshot, 8 workers: connect, request, response, close (rate: connections/s)" connection "${rows[@]}"
 
 rows=()
-start echo "$S" echo-server -q 127.0.0.1 0; cpu_row "sockets echo-server (splice)" MB echo 127.0.0.1 "$PORT" -c 1 --block-size 65536
-start minimal "$MINIMAL" echo; cpu_row "minimal echo loop" MB echo 127.0.0.1 "$PORT" -c 1 --block-size 65536
+start echo "$S" echo-server -q 127.0.0.1 0; cpu_row "sockets echo-server (splice)" echo 127.0.0.1 "$PORT" -c 1 --block-size 65536
+start minimal "$MINIMAL" echo; cpu_row "minimal echo loop" echo 127.0.0.1 "$PORT" -c 1 --block-size 65536
 table "Echo, 1 connection, 64 KiB blocks (rate: MB/s echoed)" MB "${rows[@]}"
 fi
 

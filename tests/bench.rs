@@ -4,18 +4,7 @@ mod common;
 
 use std::io::{Read, Write};
 
-use serde_json::Value;
-
-use common::{ServerProcess, describe, run_cli};
-
-fn bench_json(args: &[&str]) -> (Value, std::process::Output) {
-    let mut all = vec!["bench"];
-    all.extend_from_slice(args);
-    all.push("--json");
-    let output = run_cli(&all);
-    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&all, &output)));
-    (json, output)
-}
+use common::{ServerProcess, bench_json, describe, run_cli};
 
 #[test]
 fn persistent_pipelined_run_counts_every_request() {
@@ -403,7 +392,7 @@ fn issue_7_bench_interrupted_prints_what_it_measured() {
         started.elapsed() < std::time::Duration::from_secs(5),
         "the report came late"
     );
-    let json: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {output:?}"));
     assert!(output.status.success(), "{json}");
     assert_eq!(json["interrupted"], true);
     assert!(json["requests"].as_u64().unwrap() > 100, "{json}");
@@ -487,6 +476,12 @@ fn server_pid_reports_the_servers_cpu_per_unit_of_work() {
         // The per-unit figure is the total over what was served: the run and its probe.
         let served = 3000.0 + json["probe_requests"].as_f64().unwrap();
         assert!((per_unit - total * 1e6 / served).abs() < 1e-6, "{json}");
+        // And the total is this server's: no more than it has used in all (one tick's slack).
+        let used = server.cpu_time().as_secs_f64();
+        assert!(
+            total <= used + 0.01,
+            "bench says {total} s, the server used {used} s: {json}"
+        );
     }
     let echo = ServerProcess::start(&["echo-server", "-q", "127.0.0.1", "0"]);
     let (json, output) = bench_json(&[

@@ -83,19 +83,8 @@ async fn our_clients_send_both_proxy_versions_and_the_server_serves_them() {
         );
         server.wait_for_log(&format!(", PROXY {version})"));
     }
-    let bench = run_cli(&[
-        "bench",
-        "app",
-        "127.0.0.1",
-        &server.port(),
-        "-n",
-        "200",
-        "--send-proxy",
-        "v2",
-        "--json",
-    ]);
+    let (report, bench) = common::bench_json(&["app", "127.0.0.1", &server.port(), "-n", "200", "--send-proxy", "v2"]);
     assert!(bench.status.success(), "{}", common::describe(&["bench"], &bench));
-    let report: serde_json::Value = serde_json::from_slice(&bench.stdout).unwrap();
     assert_eq!(report["requests"], 200);
 }
 

@@ -300,6 +300,13 @@ pub fn run_cli_with_input(args: &[&str], input: Option<&[u8]>) -> Output {
             let _ = std::io::Write::write_all(&mut stdin, &input);
         });
     }
+    wait_output(child, &format!("sockets {args:?}"))
+}
+
+/// Collects a child's standard output and error and waits for it to exit,
+/// killing it (and failing) if it has not within `3 × STEP`. The child's
+/// stdout and stderr must be piped.
+pub fn wait_output(mut child: Child, what: &str) -> Output {
     let stdout = child.stdout.take().unwrap();
     let stderr = child.stderr.take().unwrap();
     let collect = |mut pipe: Box<dyn Read + Send>| {
@@ -317,7 +324,7 @@ pub fn run_cli_with_input(args: &[&str], input: Option<&[u8]>) -> Output {
         }
         if Instant::now() > deadline {
             let _ = child.kill();
-            panic!("sockets {args:?} did not finish within {:?}", STEP * 3);
+            panic!("{what} did not finish within {:?}", STEP * 3);
         }
         std::thread::sleep(Duration::from_millis(10));
     };
@@ -326,6 +333,17 @@ pub fn run_cli_with_input(args: &[&str], input: Option<&[u8]>) -> Output {
         stdout: out.join().unwrap(),
         stderr: err.join().unwrap(),
     }
+}
+
+/// Runs `sockets bench <args> --json`; its report, and the whole output
+/// (a report that does not parse fails with the output described).
+pub fn bench_json(args: &[&str]) -> (serde_json::Value, Output) {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    let output = run_cli(&all);
+    let json = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", describe(&all, &output)));
+    (json, output)
 }
 
 /// Runs `sockets <args>`, asserts it succeeded, and returns its stdout.
