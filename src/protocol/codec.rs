@@ -50,7 +50,10 @@ struct PendingHeader {
 #[derive(Debug, Clone)]
 enum DecodeState {
     Header,
-    Content(PendingHeader),
+    /// Boxed: only a message whose content comes in a later read waits
+    /// here, and inline the header would be in every connection's memory
+    /// (56 bytes of it) for its whole life.
+    Content(Box<PendingHeader>),
 }
 
 impl Default for MessageCodec {
@@ -258,29 +261,32 @@ impl Decoder for MessageCodec {
     type Error = ProtocolError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Message>, ProtocolError> {
-        if let DecodeState::Header = self.state {
-            if src.len() < PROTO_HEADER_LEN {
-                return Ok(None);
-            }
-            let header_len = usize::from(u16::from_be_bytes([src[0], src[1]]));
-            let frame_start = PROTO_HEADER_LEN + header_len;
-            if src.len() < frame_start {
-                // Bounded by u16::MAX, so reserving the rest of the header is safe.
-                src.reserve(frame_start - src.len());
-                return Ok(None);
-            }
-            let header = self.parse_header(&src[PROTO_HEADER_LEN..frame_start])?;
-            src.advance(frame_start);
-            self.state = DecodeState::Content(header);
-        }
-        let DecodeState::Content(header) = &self.state else {
-            unreachable!("header state handled above")
-        };
-        if src.len() < header.content_len {
+        if let DecodeState::Content(waiting) = &self.state
+            && src.len() < waiting.content_len
+        {
             return Ok(None);
         }
-        let DecodeState::Content(header) = std::mem::replace(&mut self.state, DecodeState::Header) else {
-            unreachable!("checked above")
+        let header = match std::mem::replace(&mut self.state, DecodeState::Header) {
+            DecodeState::Content(waiting) => *waiting,
+            DecodeState::Header => {
+                if src.len() < PROTO_HEADER_LEN {
+                    return Ok(None);
+                }
+                let header_len = usize::from(u16::from_be_bytes([src[0], src[1]]));
+                let frame_start = PROTO_HEADER_LEN + header_len;
+                if src.len() < frame_start {
+                    // Bounded by u16::MAX, so reserving the rest of the header is safe.
+                    src.reserve(frame_start - src.len());
+                    return Ok(None);
+                }
+                let header = self.parse_header(&src[PROTO_HEADER_LEN..frame_start])?;
+                src.advance(frame_start);
+                if src.len() < header.content_len {
+                    self.state = DecodeState::Content(Box::new(header));
+                    return Ok(None);
+                }
+                header
+            }
         };
         let content = src.split_to(header.content_len).freeze();
         let message = Message {

@@ -22,9 +22,10 @@
 //!   read without waiting for more and answered; a message already begun is
 //!   awaited; then the connection ends. A connection that has received
 //!   nothing yet waits up to [`DRAIN_GRACE`] for its first request.
-//! - **Counting.** Bytes, and answers queued with [`Driver::queue_answer`],
-//!   are counted for the metrics once per write of responses, each answer
-//!   with its time from the read that completed its request.
+//! - **Counting.** With `--metrics`, bytes, and answers queued with
+//!   [`Driver::queue_answer`], are counted once per write of responses,
+//!   each answer with its time from the read that completed its request.
+//!   Without, a connection carries nothing for it and reads no clock.
 //!
 //! [`InputBudget`]: super::budget::InputBudget
 
@@ -41,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::budget::{BudgetShare, Evicted};
 use super::metrics;
-use super::{CloseReason, Connection, ConnectionLimits, DRAIN_GRACE, close_gracefully};
+use super::{CloseReason, Connection, DRAIN_GRACE, close_gracefully};
 use crate::deadline::{sleep_until, within};
 use crate::transport::PeerAddr;
 use crate::transport::splice::Splice;
@@ -117,29 +118,104 @@ pub struct Driver<S, C> {
     codec: C,
     input: BytesMut,
     output: BytesMut,
-    limits: ConnectionLimits,
+    /// The connection's idle and request timeouts.
+    idle_timeout: Millis,
+    request_timeout: Millis,
     shutdown: CancellationToken,
     budget: BudgetShare,
     /// When the message now arriving must be complete; `None` between messages.
     message_deadline: Option<Instant>,
     /// The stream is TLS (see [`close_gracefully`]).
     tls: bool,
-    /// When the last read completed: when the requests it completed arrived.
-    last_read_at: Instant,
-    /// Answers queued since the last write: each one's label and when its
-    /// request arrived, in microseconds since `born` (wrapping: an answer
-    /// is counted well within the 71 minutes a u32 of them spans). Half
-    /// the size of Instants, in every connection's task.
-    /// Kept only while metrics count (`--metrics`): otherwise no
-    /// connection carries them.
-    answers: Option<Box<[(u16, u32); ANSWERS_PER_BATCH]>>,
+    /// Only while metrics count (`--metrics`): otherwise no connection
+    /// carries it (it would be in every idle connection's memory).
+    counting: Option<Box<Counting>>,
+    /// Whether any byte has arrived yet (see [`DRAIN_GRACE`]).
+    received_any: bool,
+}
+
+/// A time limit in whole milliseconds (rounded up), 0 for none: a driver
+/// keeps its two in 8 bytes rather than the 32 of two `Option<Duration>`,
+/// in every idle connection's memory. Up to 49 days.
+#[derive(Debug, Clone, Copy)]
+struct Millis(u32);
+
+impl Millis {
+    fn of(limit: Option<Duration>) -> Millis {
+        Millis(limit.map_or(0, |limit| {
+            let millis = limit.as_nanos().div_ceil(1_000_000).max(1);
+            u32::try_from(millis).unwrap_or(u32::MAX)
+        }))
+    }
+
+    fn get(self) -> Option<Duration> {
+        (self.0 > 0).then(|| Duration::from_millis(u64::from(self.0)))
+    }
+}
+
+/// What a connection counts for the metrics between two writes.
+#[derive(Debug)]
+struct Counting {
+    /// When the driver was made. Times below are microseconds since, in a
+    /// u32 (wrapping: an answer is counted well within the 71 minutes a
+    /// u32 of them spans).
     born: Instant,
-    /// Answers queued since the last write, at most [`ANSWERS_PER_BATCH`].
+    /// When the last read completed: when the requests it completed arrived.
+    last_read: u32,
+    /// Answers queued since the last write: each one's label and arrival.
+    answers: [(u16, u32); ANSWERS_PER_BATCH],
+    /// How many of `answers` are queued, at most [`ANSWERS_PER_BATCH`].
     answered: u8,
     bytes_in: u64,
     bytes_out: u64,
-    /// Whether any byte has arrived yet (see [`DRAIN_GRACE`]).
-    received_any: bool,
+}
+
+impl Counting {
+    fn new() -> Counting {
+        Counting {
+            born: Instant::now(),
+            last_read: 0,
+            answers: [(0, 0); ANSWERS_PER_BATCH],
+            answered: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    /// `at` as microseconds since `born`, wrapping.
+    fn micros(&self, at: Instant) -> u32 {
+        at.saturating_duration_since(self.born).as_micros() as u32
+    }
+
+    fn read(&mut self, bytes: usize) {
+        self.bytes_in += bytes as u64;
+        self.last_read = self.micros(Instant::now());
+    }
+
+    fn answer(&mut self, label: usize) {
+        if usize::from(self.answered) == ANSWERS_PER_BATCH {
+            self.hand_over(Instant::now());
+        }
+        self.answers[usize::from(self.answered)] = (u16::try_from(label).unwrap_or(u16::MAX), self.last_read);
+        self.answered += 1;
+    }
+
+    /// Hands the answers and bytes counted so far to the metrics.
+    fn hand_over(&mut self, written_at: Instant) {
+        let written = self.micros(written_at);
+        metrics::requests(
+            self.answers[..usize::from(self.answered)]
+                .iter()
+                .map(|&(label, arrived)| {
+                    let waited = Duration::from_micros(u64::from(written.wrapping_sub(arrived)));
+                    (usize::from(label), waited)
+                }),
+        );
+        metrics::bytes(self.bytes_in, self.bytes_out);
+        self.answered = 0;
+        self.bytes_in = 0;
+        self.bytes_out = 0;
+    }
 }
 
 impl<S, C> Driver<S, C>
@@ -160,23 +236,18 @@ where
             budget,
             tls,
         } = connection;
-        let now = Instant::now();
         let driver = Driver {
             stream,
             codec,
             input: BytesMut::new(),
             output: BytesMut::new(),
-            limits,
+            idle_timeout: Millis::of(limits.idle_timeout),
+            request_timeout: Millis::of(limits.request_timeout),
             shutdown,
             budget,
             message_deadline: None,
             tls,
-            last_read_at: now,
-            answers: metrics::is_enabled().then(|| Box::new([(0, 0); ANSWERS_PER_BATCH])),
-            born: now,
-            answered: 0,
-            bytes_in: 0,
-            bytes_out: 0,
+            counting: metrics::is_enabled().then(|| Box::new(Counting::new())),
             received_any: false,
         };
         (driver, peer)
@@ -193,32 +264,17 @@ where
     where
         C: Encoder<M>,
     {
-        if usize::from(self.answered) == ANSWERS_PER_BATCH {
-            self.count_answers(Instant::now());
+        if let Some(counting) = &mut self.counting {
+            counting.answer(label);
         }
-        if let Some(answers) = &mut self.answers {
-            let arrived = micros_since(self.born, self.last_read_at);
-            answers[usize::from(self.answered)] = (u16::try_from(label).unwrap_or(u16::MAX), arrived);
-        }
-        self.answered += 1;
         self.queue(message)
     }
 
-    /// Hands the answers and bytes counted so far to the metrics.
-    fn count_answers(&mut self, written_at: Instant) {
-        let written = micros_since(self.born, written_at);
-        let answers = self
-            .answers
-            .as_deref()
-            .map_or(&[][..], |answers| &answers[..usize::from(self.answered)]);
-        metrics::requests(answers.iter().map(|&(label, arrived)| {
-            let waited = Duration::from_micros(u64::from(written.wrapping_sub(arrived)));
-            (usize::from(label), waited)
-        }));
-        metrics::bytes(self.bytes_in, self.bytes_out);
-        self.answered = 0;
-        self.bytes_in = 0;
-        self.bytes_out = 0;
+    /// Hands what was counted so far to the metrics.
+    fn count_answers(&mut self) {
+        if let Some(counting) = &mut self.counting {
+            counting.hand_over(Instant::now());
+        }
     }
 
     /// The next message from the client. Queued responses are written
@@ -251,13 +307,14 @@ where
             self.budget.set(held).map_err(End::Evicted)?;
             let read = if between_messages {
                 self.message_deadline = None;
-                self.read_first().await?
+                clean_eof(self.read_first().await)?
             } else {
                 self.read_more().await?
             };
-            self.bytes_in += read as u64;
+            if let Some(counting) = &mut self.counting {
+                counting.read(read);
+            }
             self.received_any |= read > 0;
-            self.last_read_at = Instant::now();
             if read == 0 {
                 if between_messages {
                     return Err(End::PeerClosed);
@@ -306,15 +363,19 @@ where
     /// # Cancel safety
     /// Cancel safe: what was written is removed from the output.
     pub async fn flush(&mut self) -> Result<(), End<C::Error>> {
-        let stalled = self.limits.idle_timeout;
-        if self.output.is_empty() && self.answered == 0 {
+        let stalled = self.idle_timeout.get();
+        if self.output.is_empty() {
             return Ok(());
         }
         while !self.output.is_empty() {
             match within(stalled, self.stream.write_buf(&mut self.output)).await {
                 None => return Err(End::WriteStalled(stalled.unwrap_or_default())),
                 Some(Ok(0)) => return Err(End::Io(io::ErrorKind::WriteZero.into())),
-                Some(Ok(n)) => self.bytes_out += n as u64,
+                Some(Ok(n)) => {
+                    if let Some(counting) = &mut self.counting {
+                        counting.bytes_out += n as u64;
+                    }
+                }
                 Some(Err(error)) => return Err(End::Io(error)),
             }
         }
@@ -323,7 +384,7 @@ where
             None => Err(End::WriteStalled(stalled.unwrap_or_default())),
             Some(result) => {
                 result.map_err(End::Io)?;
-                self.count_answers(Instant::now());
+                self.count_answers();
                 Ok(())
             }
         }
@@ -341,11 +402,11 @@ where
             reason,
             CloseReason::Io(_) | CloseReason::WriteStalled(_) | CloseReason::OutputLimit(_)
         ) {
-            self.count_answers(Instant::now());
+            self.count_answers();
             return reason;
         }
         let flushed = self.flush().await;
-        self.count_answers(Instant::now());
+        self.count_answers();
         if let Err(end) = flushed {
             return end.into();
         }
@@ -356,12 +417,9 @@ where
     /// Reads the first bytes of the next message. What has already arrived
     /// is taken without waiting; if nothing has, the buffers are released
     /// and the wait happens with no heap memory held.
+    /// The caller applies [`clean_eof`] to the result (not a wrapping async
+    /// fn: each level of them is stored in every idle connection's task).
     async fn read_first(&mut self) -> Result<usize, End<C::Error>> {
-        let read = self.read_first_bytes().await;
-        clean_eof(read)
-    }
-
-    async fn read_first_bytes(&mut self) -> Result<usize, End<C::Error>> {
         if self.input.capacity() > 0 {
             if let Some(read) = self.stream.read_buf(&mut self.input).now_or_never() {
                 return read.map_err(End::Io);
@@ -371,7 +429,7 @@ where
         }
         // Only the deadline is kept across the wait (every byte kept here is
         // in every idle connection): the error reads the limit again.
-        let deadline = self.limits.idle_timeout.map(|idle| Instant::now() + idle);
+        let deadline = self.idle_timeout.get().map(|idle| Instant::now() + idle);
         let n = loop {
             let stream = &mut self.stream;
             let input = &mut self.input;
@@ -398,7 +456,7 @@ where
                 biased;
                 read = first => break read.map_err(End::Io)?,
                 () = self.shutdown.cancelled() => continue,
-                () = sleep_until(deadline) => return Err(End::IdleTimeout(self.limits.idle_timeout.unwrap_or_default())),
+                () = sleep_until(deadline) => return Err(End::IdleTimeout(self.idle_timeout.get().unwrap_or_default())),
             }
         };
         if n == FIRST_READ {
@@ -416,7 +474,7 @@ where
     async fn read_more(&mut self) -> Result<usize, End<C::Error>> {
         // The request timeout bounds a message from its first byte; without
         // one, the idle timeout does.
-        let (limit, is_request_limit) = match (self.limits.request_timeout, self.limits.idle_timeout) {
+        let (limit, is_request_limit) = match (self.request_timeout.get(), self.idle_timeout.get()) {
             (Some(request), _) => (Some(request), true),
             (None, idle) => (idle, false),
         };
@@ -506,12 +564,27 @@ fn clean_eof<E>(read: Result<usize, End<E>>) -> Result<usize, End<E>> {
     }
 }
 
-/// `at` as microseconds since `born` (the driver's making), wrapping.
-fn micros_since(born: Instant, at: Instant) -> u32 {
-    at.saturating_duration_since(born).as_micros() as u32
-}
-
 /// A deadline that never comes, for an unlimited timeout.
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_keep_their_meaning_in_milliseconds() {
+        assert_eq!(Millis::of(None).get(), None);
+        for (limit, kept) in [(1.5, 1.5), (0.0004, 0.001), (2.0001, 2.001), (86_400.0, 86_400.0)] {
+            assert_eq!(
+                Millis::of(Some(Duration::from_secs_f64(limit))).get(),
+                Some(Duration::from_secs_f64(kept)),
+                "{limit} s"
+            );
+        }
+        // Past 49 days: capped, still a limit.
+        let huge = Millis::of(Some(Duration::from_secs(100 * 86_400))).get().unwrap();
+        assert_eq!(huge, Duration::from_millis(u64::from(u32::MAX)));
+    }
 }
