@@ -252,3 +252,72 @@ fn a_bulk_echo_on_a_plain_socket_is_spliced_through_a_pipe() {
         "-v echoes by copy, to log the bytes"
     );
 }
+
+/// Pipes open in process `pid` now (splice's, two descriptors each).
+fn open_pipes(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+                .filter(|target| target.to_string_lossy().starts_with("pipe:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A splice pipe's two descriptors count against --max-connections: with
+/// no room under the limit, a bulk echo goes by copy (no pipe is ever
+/// open) and still arrives whole; with room, it goes through a pipe.
+#[test]
+fn splice_pipes_count_against_the_connection_limit() {
+    use std::io::{Read, Write};
+    let block: Vec<u8> = (0..65_536u32).map(|i| (i % 251) as u8).collect();
+    // One core: its accept loop holds a permit for the next client while
+    // it waits, the connection another; the pipe needs two more.
+    for (limit, spliced) in [("2", false), ("4", true)] {
+        let server = ServerProcess::start(&[
+            "echo-server",
+            "-q",
+            "127.0.0.1",
+            "0",
+            "--threads",
+            "1",
+            "--max-connections",
+            limit,
+        ]);
+        let before = open_pipes(server.pid());
+        let mut stream = std::net::TcpStream::connect(server.addr()).unwrap();
+        stream.set_read_timeout(Some(common::STEP)).unwrap();
+        let mut writer = stream.try_clone().unwrap();
+        let sent = block.clone();
+        // Blocks a little apart: long enough a bulk transfer to look at.
+        let sending = std::thread::spawn(move || {
+            for _ in 0..100 {
+                writer.write_all(&sent).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            writer.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let mut echoed = Vec::new();
+        let mut chunk = vec![0u8; 65_536];
+        let mut saw_pipe = false;
+        loop {
+            saw_pipe |= open_pipes(server.pid()) > before;
+            let n = stream.read(&mut chunk).unwrap();
+            if n == 0 {
+                break;
+            }
+            echoed.extend_from_slice(&chunk[..n]);
+        }
+        sending.join().unwrap();
+        assert_eq!(echoed.len(), 100 * block.len(), "--max-connections {limit}");
+        assert!(
+            echoed.chunks(block.len()).all(|got| got == block),
+            "--max-connections {limit}: the echo differs"
+        );
+        assert_eq!(
+            saw_pipe, spliced,
+            "--max-connections {limit}: a pipe was open: {saw_pipe}"
+        );
+    }
+}

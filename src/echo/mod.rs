@@ -23,8 +23,7 @@ use crate::limited;
 use crate::python_repr::BytesRepr;
 use crate::server::log_limit::REQUEST_LINES;
 use crate::server::{CloseReason, Connection, ConnectionHandler, DRAIN_GRACE, close_gracefully, metrics};
-use crate::transport::splice::{SocketRef, Splice, Splicer};
-use tracing::debug;
+use crate::transport::splice::{PIPE_DESCRIPTORS, SocketRef, Splice, Splicer};
 
 /// Size of the in-task array that takes small reads.
 const SMALL_READ: usize = 512;
@@ -97,6 +96,7 @@ impl ConnectionHandler for EchoHandler {
             limits,
             mut budget,
             tls,
+            descriptors,
         } = connection;
         let idle = limits.idle_timeout;
         // Small reads land in an array inside the task, so an idle or chatty
@@ -173,14 +173,26 @@ impl ConnectionHandler for EchoHandler {
                 // A bulk transfer begins. A plain socket whose bytes we need
                 // not see (nobody asked for them in the log) echoes from now
                 // on through a pipe: the bytes never enter our memory.
+                // The pipe's two descriptors count against the connection
+                // limit: with no room, the copy loop does without.
                 if let Some(socket) = stream.socket().filter(|_| !tracing::enabled!(tracing::Level::DEBUG)) {
-                    match Splicer::new() {
-                        Ok(splicer) => match splice_echo(&splicer, socket, &shutdown, idle, &mut draining).await {
-                            Some(reason) => break reason,
-                            // Traffic turned small: the pipe goes, the copy loop resumes.
-                            None => continue,
-                        },
-                        Err(error) => debug!("echoing by copy: no pipe for splice ({error})"),
+                    match descriptors
+                        .try_take(PIPE_DESCRIPTORS)
+                        .map(|held| (held, Splicer::new()))
+                    {
+                        Some((_held, Ok(splicer))) => {
+                            match splice_echo(&splicer, socket, &shutdown, idle, &mut draining).await {
+                                Some(reason) => break reason,
+                                // Traffic turned small: the pipe goes, the copy loop resumes.
+                                None => continue,
+                            }
+                        }
+                        Some((_, Err(error))) => limited!(
+                            REQUEST_LINES,
+                            WARN,
+                            "No pipe for splice ({error}); echoing {peer} by copy"
+                        ),
+                        None => {}
                     }
                 }
                 if budget.try_set(INITIAL_BUFFER) {

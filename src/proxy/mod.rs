@@ -31,9 +31,9 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::server::{CloseReason, Connection, ConnectionHandler};
+use crate::server::{CloseReason, Connection, ConnectionHandler, Descriptors};
 use crate::transport::ClientStream;
-use crate::transport::splice::{Splice, splice_one_way};
+use crate::transport::splice::{PIPE_DESCRIPTORS, Splice, splice_one_way};
 use crate::transport::{Connector, PeerAddr};
 use tokio_util::either::Either;
 
@@ -139,6 +139,7 @@ impl ConnectionHandler for ProxyHandler {
             stream: client,
             peer,
             shutdown,
+            descriptors,
             ..
         } = connection;
         let id = self.next_connection.fetch_add(1, Ordering::Relaxed);
@@ -159,7 +160,7 @@ impl ConnectionHandler for ProxyHandler {
         .await;
         let counts = [AtomicU64::new(0), AtomicU64::new(0)];
         let relayed = tokio::select! {
-            relayed = relay(client, server, self.watch_data.then_some(&self.events), id, &counts) => relayed,
+            relayed = relay(client, server, self.watch_data.then_some(&self.events), &descriptors, id, &counts) => relayed,
             () = shutdown.cancelled() => Err(io::Error::other("the proxy is shutting down")),
         };
         self.tell(Event::Close {
@@ -195,12 +196,14 @@ fn server_address(server: &ClientStream, connector: &Connector) -> PeerAddr {
 }
 
 /// Relays both ways until both sides have closed, counting the bytes
-/// each way in `counts`; spliced when nothing needs to see the bytes and
-/// both ends are plain sockets.
+/// each way in `counts`; spliced when nothing needs to see the bytes, both
+/// ends are plain sockets and the connection limit has room for the two
+/// pipes' descriptors.
 async fn relay<C, T>(
     client: C,
     server: T,
     events: Option<&mpsc::Sender<Event>>,
+    descriptors: &Descriptors,
     id: u64,
     counts: &[AtomicU64; 2],
 ) -> io::Result<()>
@@ -215,6 +218,7 @@ where
     };
     if events.is_none()
         && let (Some(a), Some(b)) = (client.socket(), server.socket())
+        && let Some(_held) = descriptors.try_take(2 * PIPE_DESCRIPTORS)
     {
         tokio::try_join!(
             splice_one_way(a, b, count(Direction::Request)),

@@ -235,6 +235,7 @@ where
             limits,
             budget,
             tls,
+            descriptors: _,
         } = connection;
         let driver = Driver {
             stream,

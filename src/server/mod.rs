@@ -123,10 +123,29 @@ pub struct Connection<S> {
     pub limits: ConnectionLimits,
     /// This connection's share of the server-wide input budget.
     pub budget: BudgetShare,
+    /// The connection limit, for descriptors the connection opens beyond
+    /// its socket (see [`Descriptors`]).
+    pub descriptors: Descriptors,
     /// The stream is TLS: closing must send `close_notify` even after the
     /// client closed first (strict TLS clients call an end without it a
     /// truncation).
     pub tls: bool,
+}
+
+/// The server-wide connection limit seen as what it also is, a budget of
+/// file descriptors: each connection's socket holds one permit, and a
+/// connection that opens more descriptors (a splice pipe holds two) takes
+/// a permit for each, or does without them. So splicing never takes the
+/// descriptors that accepting the limit's connections needs.
+#[derive(Debug, Clone)]
+pub struct Descriptors(Arc<Semaphore>);
+
+impl Descriptors {
+    /// Room for `count` more descriptors under the limit, if there is
+    /// some now; given back when the permit is dropped.
+    pub fn try_take(&self, count: u32) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(&self.0).try_acquire_many_owned(count).ok()
+    }
 }
 
 /// What a server does with each connection: serves it until it ends, and
@@ -582,6 +601,7 @@ where
                 shutdown: shared.connections_stop.clone(),
                 limits: shared.config.limits,
                 budget: shared.config.input_budget.share(),
+                descriptors: Descriptors(Arc::clone(&shared.permits)),
             };
             let served = Either::Left(shared.handler.handle(connection));
             (served, identity.addr, balancers_own)

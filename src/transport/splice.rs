@@ -16,6 +16,10 @@ use tokio_util::either::Either;
 /// The most moved by one `splice` call: the size of a pipe's buffer.
 const CHUNK: usize = 64 * 1024;
 
+/// Descriptors a [`Splicer`]'s pipe holds: what a server counts against
+/// its limits before making one.
+pub const PIPE_DESCRIPTORS: u32 = 2;
+
 /// A plain socket under a stream.
 #[derive(Debug, Clone, Copy)]
 pub enum SocketRef<'a> {
