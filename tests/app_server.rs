@@ -212,6 +212,50 @@ async fn idle_connections_are_closed() {
     server.wait_for_log("(idle for 300ms)");
 }
 
+/// A connection keeps one timer for all its waits, moved at each one: an
+/// active connection is timed from its last request, never from its first,
+/// and a request begun after idle waits still gets the (shorter) request
+/// timeout.
+#[tokio::test]
+async fn the_idle_timeout_counts_from_the_last_request_and_the_request_timeout_still_applies() {
+    let server = start(&["--idle-timeout", "0.4", "--request-timeout", "0.2"]);
+    let mut active = connect(server.addr()).await;
+    let mut buf = BytesMut::new();
+    let started = Instant::now();
+    for _ in 0..6 {
+        send(&mut active, &search("ring")).await;
+        let response = read_message(&mut active, &mut buf).await.expect("an answer while active");
+        assert_eq!(result_of(&response), "In the caves beneath the Misty Mountains. 💍");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(started.elapsed() >= Duration::from_millis(1500), "active past several idle timeouts");
+    // Idle from here: closed one idle timeout after the last answer, which
+    // the sleep above already used 250 ms of.
+    let last = Instant::now();
+    assert!(read_to_end(&mut active).await.is_empty());
+    let closed_after = last.elapsed();
+    assert!(closed_after < Duration::from_millis(1000), "closed {closed_after:?} later");
+    server.wait_for_log("(idle for 400ms)");
+
+    // After answered requests and idle waits, half a request is cut off at the request timeout.
+    let mut trickler = connect(server.addr()).await;
+    for _ in 0..2 {
+        send(&mut trickler, &search("ring")).await;
+        read_message(&mut trickler, &mut buf).await.expect("an answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let wire = search("ring");
+    let begun = Instant::now();
+    send(&mut trickler, &wire[..wire.len() / 2]).await;
+    let response = read_message(&mut trickler, &mut buf).await.expect("an error response");
+    assert_eq!(result_of(&response), "Error: request not completed within 200ms.");
+    let waited = begun.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_millis(390),
+        "cut off after {waited:?}: the request timeout, not the idle one"
+    );
+}
+
 /// Issue 7, item 6: a slowloris that sends a byte every 100 ms is closed at
 /// the request timeout, with an `Error:` naming the limit, while the idle
 /// timeout (between requests) is much longer.

@@ -16,8 +16,9 @@
 //!   request timeout (slowloris); a write that makes no progress for the idle
 //!   timeout ends the connection.
 //! - **Memory.** Input is charged to the server-wide [`InputBudget`]; an idle
-//!   connection holds no buffer at all: both are released before waiting and
-//!   the next read lands in a small array inside the task.
+//!   connection holds no buffer at all: both are released before waiting
+//!   (the input buffer to its thread's spares) and the next read lands in
+//!   the thread's scratch array (see [`super::thread_buffers`]).
 //! - **Shutdown.** Once shutdown is requested, what has already arrived is
 //!   read without waiting for more and answered; a message already begun is
 //!   awaited; then the connection ends. A connection that has received
@@ -31,31 +32,27 @@
 
 use std::fmt;
 use std::io;
+use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
 use super::budget::{BudgetShare, Evicted};
 use super::metrics;
+use super::thread_buffers::{FIRST_READ, READ_CHUNK, give_back, poll_read_via_scratch};
 use super::{CloseReason, Connection, DRAIN_GRACE, close_gracefully};
-use crate::deadline::{sleep_until, within};
+use crate::deadline::within;
 use crate::transport::PeerAddr;
 use crate::transport::splice::Splice;
 
 /// Unsent output above which the connection stops decoding (and so reading)
 /// until the client takes its responses.
 pub const OUTPUT_HIGH_WATER: usize = 64 * 1024;
-/// Free space ensured in the input buffer before each read while a client is sending.
-const READ_CHUNK: usize = 4 * 1024;
-/// Size of the thread's scratch buffer that takes the first read after an
-/// idle wait: a burst of pipelined requests comes in one read (16 search
-/// requests are 2.3 KiB).
-const FIRST_READ: usize = 16 * 1024;
 /// Answers counted between two writes; past this, counted at once.
 const ANSWERS_PER_BATCH: usize = 32;
 const _: () = assert!(ANSWERS_PER_BATCH <= u8::MAX as usize, "counted in a u8");
@@ -132,6 +129,9 @@ pub struct Driver<S, C> {
     counting: Option<Box<Counting>>,
     /// Whether any byte has arrived yet (see [`DRAIN_GRACE`]).
     received_any: bool,
+    /// The connection's one timer for its idle and request deadlines, made
+    /// at its first wait (see [`set_timer`]).
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 /// A time limit in whole milliseconds (rounded up), 0 for none: a driver
@@ -250,6 +250,7 @@ where
             tls,
             counting: metrics::is_enabled().then(|| Box::new(Counting::new())),
             received_any: false,
+            timer: None,
         };
         (driver, peer)
     }
@@ -368,8 +369,19 @@ where
         if self.output.is_empty() {
             return Ok(());
         }
+        // Each write is tried at once first, and a timer (a clock read, and
+        // a timer made and dropped) is set only if it has to wait: nearly
+        // every write to a socket completes at once. (Written twice rather
+        // than through a helper that pins the future: that kept the future
+        // twice in every connection's task, 48 bytes.)
         while !self.output.is_empty() {
-            match within(stalled, self.stream.write_buf(&mut self.output)).await {
+            let written = 'write: {
+                if let Some(written) = self.stream.write_buf(&mut self.output).now_or_never() {
+                    break 'write Some(written);
+                }
+                within(stalled, self.stream.write_buf(&mut self.output)).await
+            };
+            match written {
                 None => return Err(End::WriteStalled(stalled.unwrap_or_default())),
                 Some(Ok(0)) => return Err(End::Io(io::ErrorKind::WriteZero.into())),
                 Some(Ok(n)) => {
@@ -381,7 +393,13 @@ where
             }
         }
         // Streams that buffer (TLS) write out here; plain sockets return at once.
-        match within(stalled, self.stream.flush()).await {
+        let flushed = 'flush: {
+            if let Some(flushed) = self.stream.flush().now_or_never() {
+                break 'flush Some(flushed);
+            }
+            within(stalled, self.stream.flush()).await
+        };
+        match flushed {
             None => Err(End::WriteStalled(stalled.unwrap_or_default())),
             Some(result) => {
                 result.map_err(End::Io)?;
@@ -396,7 +414,7 @@ where
     pub async fn close(&mut self, reason: CloseReason) -> CloseReason {
         // Unread input is no longer needed: give it back before lingering,
         // so an evicted connection frees its share at once.
-        self.input = BytesMut::new();
+        give_back(&mut self.input);
         let _ = self.budget.set(0);
         // A peer that cannot take what is queued is not waited for.
         if matches!(
@@ -416,48 +434,58 @@ where
     }
 
     /// Reads the first bytes of the next message. What has already arrived
-    /// is taken without waiting; if nothing has, the buffers are released
-    /// and the wait happens with no heap memory held.
+    /// is taken at once, with no timer set; if nothing has, the buffers are
+    /// released and the wait happens with no heap memory held.
     /// The caller applies [`clean_eof`] to the result (not a wrapping async
     /// fn: each level of them is stored in every idle connection's task).
     async fn read_first(&mut self) -> Result<usize, End<C::Error>> {
-        if self.input.capacity() > 0 {
-            if let Some(read) = self.stream.read_buf(&mut self.input).now_or_never() {
-                return read.map_err(End::Io);
-            }
-            self.input = BytesMut::new();
-            self.output = BytesMut::new();
-        }
-        // Only the deadline is kept across the wait (every byte kept here is
-        // in every idle connection): the error reads the limit again.
-        let deadline = self.idle_timeout.get().map(|idle| Instant::now() + idle);
-        let n = loop {
+        let n = 'read: {
             let stream = &mut self.stream;
             let input = &mut self.input;
-            let first = std::future::poll_fn(|cx| poll_read_via_scratch(stream, cx, input));
-            if self.shutdown.is_cancelled() && !self.received_any {
-                // A new client's first request is on its way: it gets the grace.
-                tokio::select! {
-                    biased;
-                    read = first => break read.map_err(End::Io)?,
-                    () = tokio::time::sleep(DRAIN_GRACE) => return Err(End::Shutdown),
-                }
+            // (Not a `match` on the result: its scrutinee would be kept
+            // across the wait below, in every idle connection's task.)
+            if let Some(read) = std::future::poll_fn(|cx| poll_read_via_scratch(stream, cx, input)).now_or_never() {
+                break 'read read.map_err(End::Io)?;
             }
-            if self.shutdown.is_cancelled() {
-                // Answer what the client sent before shutdown, wait for nothing
-                // more. Yield first: a busy runtime may not have polled the
-                // sockets lately, and a request that has arrived must be seen.
-                tokio::task::yield_now().await;
-                match first.now_or_never() {
-                    Some(read) => break read.map_err(End::Io)?,
-                    None => return Err(End::Shutdown),
+            {
+                give_back(&mut self.input);
+                self.output = BytesMut::new();
+                // Only the deadline is kept across the wait (every byte kept
+                // here is in every idle connection): the error reads the
+                // limit again.
+                let deadline = self.idle_timeout.get().map(|idle| Instant::now() + idle);
+                loop {
+                    let stream = &mut self.stream;
+                    let input = &mut self.input;
+                    let first = std::future::poll_fn(|cx| poll_read_via_scratch(stream, cx, input));
+                    if self.shutdown.is_cancelled() && !self.received_any {
+                        // A new client's first request is on its way: it gets the grace.
+                        tokio::select! {
+                            biased;
+                            read = first => break read.map_err(End::Io)?,
+                            () = tokio::time::sleep(DRAIN_GRACE) => return Err(End::Shutdown),
+                        }
+                    }
+                    if self.shutdown.is_cancelled() {
+                        // Answer what the client sent before shutdown, wait for
+                        // nothing more. Yield first: a busy runtime may not have
+                        // polled the sockets lately, and a request that has
+                        // arrived must be seen.
+                        tokio::task::yield_now().await;
+                        match first.now_or_never() {
+                            Some(read) => break read.map_err(End::Io)?,
+                            None => return Err(End::Shutdown),
+                        }
+                    }
+                    tokio::select! {
+                        biased;
+                        read = first => break read.map_err(End::Io)?,
+                        () = self.shutdown.cancelled() => continue,
+                        () = expiry(deadline.map(|deadline| set_timer(&mut self.timer, deadline))) => {
+                            return Err(End::IdleTimeout(self.idle_timeout.get().unwrap_or_default()));
+                        }
+                    }
                 }
-            }
-            tokio::select! {
-                biased;
-                read = first => break read.map_err(End::Io)?,
-                () = self.shutdown.cancelled() => continue,
-                () = sleep_until(deadline) => return Err(End::IdleTimeout(self.idle_timeout.get().unwrap_or_default())),
             }
         };
         if n == FIRST_READ {
@@ -487,7 +515,7 @@ where
             biased;
             read = self.stream.read_buf(&mut self.input) => read.map_err(End::Io),
             evicted = self.budget.evicted() => Err(End::Evicted(evicted)),
-            () = tokio::time::sleep_until(deadline), if limit.is_some() => {
+            () = set_timer(&mut self.timer, deadline), if limit.is_some() => {
                 let limit = limit.unwrap_or_default();
                 Err(if is_request_limit { End::RequestTimeout(limit) } else { End::IdleTimeout(limit) })
             }
@@ -520,41 +548,6 @@ impl<S, C: FramedDecoder> Driver<S, C> {
     }
 }
 
-thread_local! {
-    /// Where the first read after an idle wait lands, one per thread: an
-    /// idle connection holds no buffer at all (not even in its task), yet a
-    /// burst is read in one system call.
-    static SCRATCH: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; FIRST_READ].into_boxed_slice());
-}
-
-/// Polls one read of `stream` into the thread's scratch buffer and copies
-/// what came into `input` (reserving at least [`READ_CHUNK`]; further
-/// growth is [`Driver::make_room`]'s, which stops at the message's end).
-/// The buffer is borrowed only within this poll, so tasks that share the
-/// thread share it: AsyncRead implementations keep no hold on the buffer
-/// they were given once they return `Pending`.
-fn poll_read_via_scratch<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    cx: &mut std::task::Context<'_>,
-    input: &mut BytesMut,
-) -> std::task::Poll<io::Result<usize>> {
-    SCRATCH.with_borrow_mut(|scratch| {
-        let mut buf = tokio::io::ReadBuf::new(scratch);
-        match std::pin::Pin::new(stream).poll_read(cx, &mut buf) {
-            std::task::Poll::Ready(Ok(())) => {
-                let filled = buf.filled();
-                if !filled.is_empty() {
-                    input.reserve(filled.len().max(READ_CHUNK));
-                    input.extend_from_slice(filled);
-                }
-                std::task::Poll::Ready(Ok(filled.len()))
-            }
-            std::task::Poll::Ready(Err(error)) => std::task::Poll::Ready(Err(error)),
-            std::task::Poll::Pending => std::task::Poll::Pending,
-        }
-    })
-}
-
 /// A TLS peer that closes without `close_notify` between messages has sent
 /// every request it meant to (each is delimited): that is an ordinary close,
 /// as most TLS clients end. Inside a message it stays a truncation.
@@ -562,6 +555,31 @@ fn clean_eof<E>(read: Result<usize, End<E>>) -> Result<usize, End<E>> {
     match read {
         Err(End::Io(error)) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
         other => other,
+    }
+}
+
+/// `timer` (made if there is none yet) set to `deadline`. One timer serves
+/// all of a connection's waits because moving it later is one atomic store
+/// (tokio re-files it only when the old time comes), whereas a timer made
+/// per wait was filed in tokio's wheel and taken out again each time: about
+/// 700 instructions a request from a client that waits for each answer
+/// (callgrind, `bench app -c 1`). Moving it earlier (a request deadline
+/// inside an idle one) re-files it.
+fn set_timer(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant) -> Pin<&mut Sleep> {
+    match timer {
+        Some(timer) => {
+            timer.as_mut().reset(deadline);
+            timer.as_mut()
+        }
+        None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))).as_mut(),
+    }
+}
+
+/// Completes when `timer` does; never without one.
+async fn expiry(timer: Option<Pin<&mut Sleep>>) {
+    match timer {
+        Some(timer) => timer.await,
+        None => std::future::pending().await,
     }
 }
 

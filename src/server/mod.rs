@@ -28,6 +28,7 @@ pub mod driver;
 pub mod log_limit;
 pub mod metrics;
 pub mod stage;
+mod thread_buffers;
 
 use std::fmt;
 use std::future::Future;
