@@ -224,17 +224,25 @@ async fn the_idle_timeout_counts_from_the_last_request_and_the_request_timeout_s
     let started = Instant::now();
     for _ in 0..6 {
         send(&mut active, &search("ring")).await;
-        let response = read_message(&mut active, &mut buf).await.expect("an answer while active");
+        let response = read_message(&mut active, &mut buf)
+            .await
+            .expect("an answer while active");
         assert_eq!(result_of(&response), "In the caves beneath the Misty Mountains. 💍");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(started.elapsed() >= Duration::from_millis(1500), "active past several idle timeouts");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "active past several idle timeouts"
+    );
     // Idle from here: closed one idle timeout after the last answer, which
     // the sleep above already used 250 ms of.
     let last = Instant::now();
     assert!(read_to_end(&mut active).await.is_empty());
     let closed_after = last.elapsed();
-    assert!(closed_after < Duration::from_millis(1000), "closed {closed_after:?} later");
+    assert!(
+        closed_after < Duration::from_millis(1000),
+        "closed {closed_after:?} later"
+    );
     server.wait_for_log("(idle for 400ms)");
 
     // After answered requests and idle waits, half a request is cut off at the request timeout.

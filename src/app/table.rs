@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -15,7 +16,33 @@ use crate::protocol::json::to_python_json;
 /// The search table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchTable {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<String, Entry, BuildHasherDefault<Fnv1a>>,
+}
+
+/// FNV-1a, the table's hash. std's default (SipHash, keyed per process) is
+/// there to stop clients from flooding a map with keys that collide; here
+/// only the operator adds keys, and a client can only look one up, so no
+/// client can lengthen a probe. SipHash cost about 180 instructions a
+/// search (callgrind, `bench app -c 1`); this, about 40 for a short query.
+#[derive(Debug, Clone, Copy)]
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Fnv1a {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +154,24 @@ impl SearchTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hash_is_fnv_1a_and_every_key_is_found() {
+        let fnv = |bytes: &[u8]| {
+            let mut hasher = Fnv1a::default();
+            hasher.write(bytes);
+            hasher.finish()
+        };
+        // The reference vectors of FNV-1a, 64-bit.
+        assert_eq!(fnv(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv(b"foobar"), 0x8594_4171_f739_67e8);
+        let table = SearchTable::from_pairs((0..20_000).map(|i| (format!("key{i}"), format!("answer {i}"))));
+        for i in (0..20_000).step_by(7) {
+            assert_eq!(table.lookup(&format!("key{i}")), Some(format!("answer {i}").as_str()));
+            assert_eq!(table.lookup(&format!("key{}", i + 20_000)), None);
+        }
+    }
 
     #[test]
     fn table_loads_from_file_with_clear_errors() {

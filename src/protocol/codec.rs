@@ -28,7 +28,7 @@ use super::json::{plain_json_string, starts_as_object, write_python_json};
 use super::json_str::JsonStr;
 use super::{
     ByteOrder, DEFAULT_MAX_CONTENT_LEN, MAX_JSON_HEADER_LEN, Message, PROTO_HEADER_LEN, ProtocolError, TEXT_JSON,
-    intern,
+    UTF_8, intern,
 };
 
 /// Encodes and decodes [`Message`]s on a byte stream.
@@ -131,6 +131,10 @@ impl MessageCodec {
 /// Header fields: byte order, content type, content encoding, content length.
 type HeaderFields = (ByteOrder, Cow<'static, str>, Cow<'static, str>, u64);
 
+/// What follows the byte order in the canonical header of a JSON message,
+/// up to the content length.
+const GUIDE_JSON_TYPES: &[u8] = b"text/json\", \"content-encoding\": \"utf-8\"";
+
 /// Reads a header exactly as Python's `json.dumps` writes the guide's dict
 /// (and as we write it): that key order, those separators, strings without
 /// escapes. Nearly every header is in this form, and reading it directly
@@ -142,9 +146,16 @@ fn parse_canonical_header(json: &[u8]) -> Option<(ByteOrder, &str, &str, u64)> {
         Some(rest) => (ByteOrder::Little, rest),
         None => (ByteOrder::Big, rest.strip_prefix(b"big\", \"content-type\": \"")?),
     };
-    let (content_type, rest) = plain_json_string(rest)?;
-    let rest = rest.strip_prefix(b", \"content-encoding\": \"")?;
-    let (content_encoding, rest) = plain_json_string(rest)?;
+    // The guide's JSON type and encoding are matched whole, with no scan
+    // and no UTF-8 check: most messages carry them.
+    let (content_type, content_encoding, rest) = if let Some(rest) = rest.strip_prefix(GUIDE_JSON_TYPES) {
+        (TEXT_JSON, UTF_8, rest)
+    } else {
+        let (content_type, rest) = plain_json_string(rest)?;
+        let rest = rest.strip_prefix(b", \"content-encoding\": \"")?;
+        let (content_encoding, rest) = plain_json_string(rest)?;
+        (content_type, content_encoding, rest)
+    };
     let digits = rest.strip_prefix(b", \"content-length\": ")?.strip_suffix(b"}")?;
     // JSON integers: digits only, no leading zero; 19 digits always fit a u64.
     let valid = !digits.is_empty() && digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit);
@@ -368,7 +379,7 @@ impl Encoder<&Message> for MessageCodec {
 mod tests {
     use bytes::Bytes;
 
-    use crate::protocol::{BINARY, SERVER_BINARY_TYPE, UTF_8};
+    use crate::protocol::{BINARY, SERVER_BINARY_TYPE};
 
     use super::*;
 
@@ -627,6 +638,10 @@ mod tests {
             r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 41}"#,
             r#"{"byteorder": "big", "content-type": "binary/custom-client-binary-type", "content-encoding": "binary", "content-length": 0}"#,
             r#"{"byteorder": "little", "content-type": "é/ü", "content-encoding": "", "content-length": 9999999999999999999}"#,
+            // Near the guide's JSON pair, which is matched whole.
+            r#"{"byteorder": "big", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 0}"#,
+            r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8-sig", "content-length": 3}"#,
+            r#"{"byteorder": "little", "content-type": "text/jsonl", "content-encoding": "utf-8", "content-length": 3}"#,
         ];
         for header in canonical {
             let (byteorder, content_type, content_encoding, len) =
@@ -645,6 +660,8 @@ mod tests {
             r#"{"byteorder": "little", "content-type": "x", "content-encoding": "utf-8", "content-length": 18446744073709551615}"#,
             r#"{"byteorder": "little", "content-type": "x", "content-encoding": "utf-8", "content-length": 1, "extra": 2}"#,
             r#"{"byteorder": "middle", "content-type": "x", "content-encoding": "utf-8", "content-length": 1}"#,
+            r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8", "content-length": 1 }"#,
+            r#"{"byteorder": "little", "content-type": "text/json", "content-encoding": "utf-8","content-length": 1}"#,
         ];
         for header in other_forms {
             assert_eq!(parse_canonical_header(header.as_bytes()), None, "{header}");

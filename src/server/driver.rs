@@ -46,7 +46,6 @@ use super::budget::{BudgetShare, Evicted};
 use super::metrics;
 use super::thread_buffers::{FIRST_READ, READ_CHUNK, give_back, poll_read_via_scratch};
 use super::{CloseReason, Connection, DRAIN_GRACE, close_gracefully};
-use crate::deadline::within;
 use crate::transport::PeerAddr;
 use crate::transport::splice::Splice;
 
@@ -369,17 +368,16 @@ where
         if self.output.is_empty() {
             return Ok(());
         }
-        // Each write is tried at once first, and a timer (a clock read, and
-        // a timer made and dropped) is set only if it has to wait: nearly
-        // every write to a socket completes at once. (Written twice rather
-        // than through a helper that pins the future: that kept the future
-        // twice in every connection's task, 48 bytes.)
+        // Each write is tried at once first, and the timer is set (a clock
+        // read) only if it has to wait: nearly every write to a socket
+        // completes at once. The wait uses the connection's one timer, not
+        // a timer of its own in every connection's task.
         while !self.output.is_empty() {
             let written = 'write: {
                 if let Some(written) = self.stream.write_buf(&mut self.output).now_or_never() {
                     break 'write Some(written);
                 }
-                within(stalled, self.stream.write_buf(&mut self.output)).await
+                within_timer(&mut self.timer, stalled, self.stream.write_buf(&mut self.output)).await
             };
             match written {
                 None => return Err(End::WriteStalled(stalled.unwrap_or_default())),
@@ -397,7 +395,7 @@ where
             if let Some(flushed) = self.stream.flush().now_or_never() {
                 break 'flush Some(flushed);
             }
-            within(stalled, self.stream.flush()).await
+            within_timer(&mut self.timer, stalled, self.stream.flush()).await
         };
         match flushed {
             None => Err(End::WriteStalled(stalled.unwrap_or_default())),
@@ -411,26 +409,31 @@ where
 
     /// Writes what is queued and closes the connection without losing it
     /// (see [`close_gracefully`]). Returns `reason`, or why writing failed.
-    pub async fn close(&mut self, reason: CloseReason) -> CloseReason {
-        // Unread input is no longer needed: give it back before lingering,
-        // so an evicted connection frees its share at once.
-        give_back(&mut self.input);
-        let _ = self.budget.set(0);
-        // A peer that cannot take what is queued is not waited for.
-        if matches!(
-            reason,
-            CloseReason::Io(_) | CloseReason::WriteStalled(_) | CloseReason::OutputLimit(_)
-        ) {
+    /// (Not an `async fn`, which would keep its arguments twice in every
+    /// connection's task.)
+    #[allow(clippy::manual_async_fn, reason = "an async fn would store its arguments twice")]
+    pub fn close(&mut self, reason: CloseReason) -> impl Future<Output = CloseReason> + '_ {
+        async move {
+            // Unread input is no longer needed: give it back before lingering,
+            // so an evicted connection frees its share at once.
+            give_back(&mut self.input);
+            let _ = self.budget.set(0);
+            // A peer that cannot take what is queued is not waited for.
+            if matches!(
+                reason,
+                CloseReason::Io(_) | CloseReason::WriteStalled(_) | CloseReason::OutputLimit(_)
+            ) {
+                self.count_answers();
+                return reason;
+            }
+            let flushed = self.flush().await;
             self.count_answers();
-            return reason;
+            if let Err(end) = flushed {
+                return end.into();
+            }
+            close_gracefully(&mut self.stream, &reason, self.tls).await;
+            reason
         }
-        let flushed = self.flush().await;
-        self.count_answers();
-        if let Err(end) = flushed {
-            return end.into();
-        }
-        close_gracefully(&mut self.stream, &reason, self.tls).await;
-        reason
     }
 
     /// Reads the first bytes of the next message. What has already arrived
@@ -572,6 +575,24 @@ fn set_timer(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant) -> Pin<&mut
             timer.as_mut()
         }
         None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))).as_mut(),
+    }
+}
+
+/// Runs `future` within `limit` (`None`: no limit), timed by `timer`;
+/// `None` when time ran out first.
+async fn within_timer<F: Future>(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    limit: Option<Duration>,
+    future: F,
+) -> Option<F::Output> {
+    let Some(limit) = limit else {
+        return Some(future.await);
+    };
+    let expired = set_timer(timer, Instant::now() + limit);
+    tokio::select! {
+        biased;
+        output = future => Some(output),
+        () = expired => None,
     }
 }
 
