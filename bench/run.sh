@@ -48,24 +48,26 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
 ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
 # cpu_ticks PID: user + system CPU the process has used, in clock ticks.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-# instructions SERVER_FLAGS BENCH_FLAGS N: instructions an app-server (one
-# thread, under callgrind) executes from start to exit while bench sends N requests.
+# instructions N BENCH_FLAGS CMD...: instructions a server (CMD, which prints
+# its address first; under callgrind) executes from start to exit while
+# bench sends N requests.
 instructions() {
+  local n=$1 bench_flags=$2
+  shift 2
   local out="$WORK/cg.$RANDOM"
-  # shellcheck disable=SC2086 # flags are words
-  valgrind --tool=callgrind --callgrind-out-file="$out.cg" "$S" app-server -q 127.0.0.1 0 --threads 1 $1 > "$out.stdout" 2>/dev/null &
+  valgrind --tool=callgrind --callgrind-out-file="$out.cg" "$@" > "$out.stdout" 2>/dev/null &
   local pid=$!
   for _ in $(seq 400); do [ -s "$out.stdout" ] && break; sleep 0.05; done
-  # shellcheck disable=SC2086
-  "$S" bench app 127.0.0.1 "$(head -1 "$out.stdout" | sed 's/.*://')" $2 -n "$3" -w 60 --json > /dev/null 2>&1 || true
+  # shellcheck disable=SC2086 # flags are words
+  "$S" bench app 127.0.0.1 "$(head -1 "$out.stdout" | sed 's/.*://')" $bench_flags -n "$n" -w 60 --json > /dev/null 2>&1 || true
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   grep -m1 -E '^(summary|totals):' "$out.cg" | awk '{ print $2 }'
 }
-# instructions_per_request SERVER_FLAGS BENCH_FLAGS: the difference between
-# runs of 20,000 and 60,000 requests, over 40,000: start-up and shutdown cancel out.
+# instructions_per_request BENCH_FLAGS CMD...: the difference between runs
+# of 20,000 and 60,000 requests, over 40,000: start-up and shutdown cancel out.
 instructions_per_request() {
   local a b
-  a=$(instructions "$1" "$2" 20000); b=$(instructions "$1" "$2" 60000)
+  a=$(instructions 20000 "$@"); b=$(instructions 60000 "$@")
   python3 -c "print(round(($b - $a) / 40000))"
 }
 # haproxy_defaults: the start of every HAProxy configuration here (one thread, TCP).
@@ -173,6 +175,20 @@ rows=()
 start echo "$S" echo-server -q 127.0.0.1 0; cpu_row "sockets echo-server (splice)" echo 127.0.0.1 "$PORT" -c 1 --block-size 65536
 start minimal "$MINIMAL" echo; cpu_row "minimal echo loop" echo 127.0.0.1 "$PORT" -c 1 --block-size 65536
 table "Echo, 1 connection, 64 KiB blocks (rate: MB/s echoed)" MB "${rows[@]}"
+
+# User-space instructions per request: repeatable where CPU time is not.
+echo "### Instructions per request (valgrind --tool=callgrind, one thread each)"
+echo
+echo "| load | sockets app-server --threads 1 | minimal server | ratio |"
+echo "|---|---|---|---|"
+for load in "-c 64 -P 16||app" "-c 1||app" "--mode oneshot -c 8|--one-shot|app-oneshot"; do
+  IFS='|' read -r bench_flags server_flags minimal_mode <<< "$load"
+  # shellcheck disable=SC2086 # flags are words
+  ours=$(instructions_per_request "$bench_flags" "$S" app-server -q 127.0.0.1 0 --threads 1 $server_flags)
+  theirs=$(instructions_per_request "$bench_flags" "$MINIMAL" "$minimal_mode")
+  echo "| $bench_flags ${server_flags:+(server $server_flags)} | $ours | $theirs | $(ratio "$ours" "$theirs") |"
+done
+echo
 fi
 
 # 1. Persistent connections, 64 x pipeline 16: app-server search vs redis PING.
@@ -420,7 +436,8 @@ for config in "${configs[@]}"; do
   IFS='|' read -r name server_flags bench_flags <<< "$config"
   row="| ${server_flags:-(none)} | ${bench_flags:-(none)}"
   for load in "-c 8 -P 16" "-c 8 -P 1" "--mode oneshot -c 8"; do
-    ir=$(instructions_per_request "$server_flags" "$load $bench_flags")
+    # shellcheck disable=SC2086 # flags are words
+    ir=$(instructions_per_request "$load $bench_flags" "$S" app-server -q 127.0.0.1 0 --threads 1 $server_flags)
     [ "$name" = plain ] && plain_ir[$load]=$ir
     row="$row | $ir | $(ratio "$ir" "${plain_ir[$load]}")"
   done
