@@ -218,10 +218,11 @@ async fn idle_connections_are_closed() {
 /// timeout.
 #[tokio::test]
 async fn the_idle_timeout_counts_from_the_last_request_and_the_request_timeout_still_applies() {
-    let server = start(&["--idle-timeout", "0.4", "--request-timeout", "0.2"]);
+    let server = start(&["--idle-timeout", "0.4"]);
     let mut active = connect(server.addr()).await;
     let mut buf = BytesMut::new();
-    let started = Instant::now();
+    // Six answers over 1.5 s: had the timer kept its first deadline, the
+    // connection would have been closed after 0.4 s.
     for _ in 0..6 {
         send(&mut active, &search("ring")).await;
         let response = read_message(&mut active, &mut buf)
@@ -230,10 +231,6 @@ async fn the_idle_timeout_counts_from_the_last_request_and_the_request_timeout_s
         assert_eq!(result_of(&response), "In the caves beneath the Misty Mountains. 💍");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    assert!(
-        started.elapsed() >= Duration::from_millis(1500),
-        "active past several idle timeouts"
-    );
     // Idle from here: closed one idle timeout after the last answer, which
     // the sleep above already used 250 ms of.
     let last = Instant::now();
@@ -245,7 +242,9 @@ async fn the_idle_timeout_counts_from_the_last_request_and_the_request_timeout_s
     );
     server.wait_for_log("(idle for 400ms)");
 
-    // After answered requests and idle waits, half a request is cut off at the request timeout.
+    // After answered requests and idle waits, half a request is cut off at
+    // the request timeout, well before the idle one.
+    let server = start(&["--idle-timeout", "10", "--request-timeout", "0.2"]);
     let mut trickler = connect(server.addr()).await;
     for _ in 0..2 {
         send(&mut trickler, &search("ring")).await;
@@ -259,9 +258,10 @@ async fn the_idle_timeout_counts_from_the_last_request_and_the_request_timeout_s
     assert_eq!(result_of(&response), "Error: request not completed within 200ms.");
     let waited = begun.elapsed();
     assert!(
-        waited >= Duration::from_millis(150) && waited < Duration::from_millis(390),
-        "cut off after {waited:?}: the request timeout, not the idle one"
+        waited >= Duration::from_millis(150) && waited < Duration::from_secs(5),
+        "cut off after {waited:?}: the request timeout, not the idle one (10 s)"
     );
+    server.wait_for_log("(request not completed within 200ms)");
 }
 
 /// Issue 7, item 6: a slowloris that sends a byte every 100 ms is closed at

@@ -32,13 +32,12 @@
 
 use std::fmt;
 use std::io;
-use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +45,7 @@ use super::budget::{BudgetShare, Evicted};
 use super::metrics;
 use super::thread_buffers::{FIRST_READ, READ_CHUNK, give_back, poll_read_via_scratch};
 use super::{CloseReason, Connection, DRAIN_GRACE, close_gracefully};
+use crate::deadline::ReusableTimer;
 use crate::transport::PeerAddr;
 use crate::transport::splice::Splice;
 
@@ -128,9 +128,9 @@ pub struct Driver<S, C> {
     counting: Option<Box<Counting>>,
     /// Whether any byte has arrived yet (see [`DRAIN_GRACE`]).
     received_any: bool,
-    /// The connection's one timer for its idle and request deadlines, made
-    /// at its first wait (see [`set_timer`]).
-    timer: Option<Pin<Box<Sleep>>>,
+    /// The connection's one timer, for its idle, request and write-stall
+    /// deadlines alike (see [`ReusableTimer`]).
+    timer: ReusableTimer,
 }
 
 /// A time limit in whole milliseconds (rounded up), 0 for none: a driver
@@ -249,7 +249,7 @@ where
             tls,
             counting: metrics::is_enabled().then(|| Box::new(Counting::new())),
             received_any: false,
-            timer: None,
+            timer: ReusableTimer::default(),
         };
         (driver, peer)
     }
@@ -371,13 +371,18 @@ where
         // Each write is tried at once first, and the timer is set (a clock
         // read) only if it has to wait: nearly every write to a socket
         // completes at once. The wait uses the connection's one timer, not
-        // a timer of its own in every connection's task.
+        // a timer of its own in every connection's task. (The try is
+        // written out twice: a helper would have to make the write twice
+        // from a closure, which cannot lend out what it borrows, or pin
+        // it, which kept it twice in every task.)
         while !self.output.is_empty() {
             let written = 'write: {
                 if let Some(written) = self.stream.write_buf(&mut self.output).now_or_never() {
                     break 'write Some(written);
                 }
-                within_timer(&mut self.timer, stalled, self.stream.write_buf(&mut self.output)).await
+                self.timer
+                    .within(stalled, self.stream.write_buf(&mut self.output))
+                    .await
             };
             match written {
                 None => return Err(End::WriteStalled(stalled.unwrap_or_default())),
@@ -395,7 +400,7 @@ where
             if let Some(flushed) = self.stream.flush().now_or_never() {
                 break 'flush Some(flushed);
             }
-            within_timer(&mut self.timer, stalled, self.stream.flush()).await
+            self.timer.within(stalled, self.stream.flush()).await
         };
         match flushed {
             None => Err(End::WriteStalled(stalled.unwrap_or_default())),
@@ -484,7 +489,7 @@ where
                         biased;
                         read = first => break read.map_err(End::Io)?,
                         () = self.shutdown.cancelled() => continue,
-                        () = expiry(deadline.map(|deadline| set_timer(&mut self.timer, deadline))) => {
+                        () = self.timer.expiry(deadline) => {
                             return Err(End::IdleTimeout(self.idle_timeout.get().unwrap_or_default()));
                         }
                     }
@@ -518,7 +523,7 @@ where
             biased;
             read = self.stream.read_buf(&mut self.input) => read.map_err(End::Io),
             evicted = self.budget.evicted() => Err(End::Evicted(evicted)),
-            () = set_timer(&mut self.timer, deadline), if limit.is_some() => {
+            () = self.timer.expiry(limit.map(|_| deadline)) => {
                 let limit = limit.unwrap_or_default();
                 Err(if is_request_limit { End::RequestTimeout(limit) } else { End::IdleTimeout(limit) })
             }
@@ -558,49 +563,6 @@ fn clean_eof<E>(read: Result<usize, End<E>>) -> Result<usize, End<E>> {
     match read {
         Err(End::Io(error)) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
         other => other,
-    }
-}
-
-/// `timer` (made if there is none yet) set to `deadline`. One timer serves
-/// all of a connection's waits because moving it later is one atomic store
-/// (tokio re-files it only when the old time comes), whereas a timer made
-/// per wait was filed in tokio's wheel and taken out again each time: about
-/// 700 instructions a request from a client that waits for each answer
-/// (callgrind, `bench app -c 1`). Moving it earlier (a request deadline
-/// inside an idle one) re-files it.
-fn set_timer(timer: &mut Option<Pin<Box<Sleep>>>, deadline: Instant) -> Pin<&mut Sleep> {
-    match timer {
-        Some(timer) => {
-            timer.as_mut().reset(deadline);
-            timer.as_mut()
-        }
-        None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))).as_mut(),
-    }
-}
-
-/// Runs `future` within `limit` (`None`: no limit), timed by `timer`;
-/// `None` when time ran out first.
-async fn within_timer<F: Future>(
-    timer: &mut Option<Pin<Box<Sleep>>>,
-    limit: Option<Duration>,
-    future: F,
-) -> Option<F::Output> {
-    let Some(limit) = limit else {
-        return Some(future.await);
-    };
-    let expired = set_timer(timer, Instant::now() + limit);
-    tokio::select! {
-        biased;
-        output = future => Some(output),
-        () = expired => None,
-    }
-}
-
-/// Completes when `timer` does; never without one.
-async fn expiry(timer: Option<Pin<&mut Sleep>>) {
-    match timer {
-        Some(timer) => timer.await,
-        None => std::future::pending().await,
     }
 }
 

@@ -757,10 +757,12 @@ mod tests {
     /// An idle connection's memory is mostly its task, and tokio rounds a
     /// task up to 128 bytes. State needed rarely (a TLS handshake, a PROXY
     /// header's wait, lingering at close, a message header waiting for its
-    /// content, the metrics' counts) is boxed, every wait uses the
-    /// connection's one timer, and nothing is kept twice, so that an
-    /// application connection's task fits in 768 bytes (it was 4.4 KiB,
-    /// then 1.7, then 1, then 896).
+    /// content, the metrics' counts) is boxed, and nothing is kept twice,
+    /// so that an application connection's task fits in 768 bytes (it was
+    /// 4.4 KiB, then 1.7, then 1, then 896). The last step moved the
+    /// driver's timer to the heap (its waits for input and output share
+    /// one, 112 bytes): an idle connection holds what it did, and the
+    /// gain is a smaller task to move and set up per connection.
     #[tokio::test]
     async fn an_application_connections_task_fits_in_768_bytes() {
         let handler = crate::app::serve::AppHandler {

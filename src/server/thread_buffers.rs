@@ -10,8 +10,12 @@
 //!   request–response client made glibc allocate and free a 4 KiB buffer
 //!   per request, about 500 instructions each time (callgrind, `-c 1`).
 //!
-//! Memory: the scratch array plus at most [`SPARES`] buffers of at most
-//! [`FIRST_READ`] bytes each, per thread, whatever the clients do.
+//! Memory: the scratch array plus at most [`SPARES`] buffers of
+//! [`READ_CHUNK`] bytes each, per thread, whatever the clients do. A spare
+//! is the size a connection's first read reserves anyway, so a connection
+//! holding one is charged to the input budget what it was charged before.
+//! (The connection's buffer, being its input, stays charged to the budget;
+//! the spares, being no connection's, are not.)
 
 use std::cell::RefCell;
 use std::io;
@@ -74,19 +78,24 @@ fn take_spare() -> BytesMut {
 
 /// Takes `input` from its connection, leaving it no buffer, and keeps it as
 /// a spare for this thread if it is worth keeping: nothing decoded from it
-/// is still alive (its memory is all its own again), it holds at least
-/// [`READ_CHUNK`] and at most [`FIRST_READ`] bytes (a buffer grown for a
-/// large message goes back to the allocator), and the thread has room.
+/// is still alive (its whole allocation is its own again), the allocation
+/// is exactly [`READ_CHUNK`] bytes (one grown for a burst or a large
+/// message goes back to the allocator), and the thread has room.
 /// Whatever it held is discarded.
 pub(super) fn give_back(input: &mut BytesMut) {
-    let mut buffer = std::mem::take(input);
+    let buffer = std::mem::take(input);
     if buffer.capacity() == 0 {
         return;
     }
+    // Only a buffer no `Bytes` shares may be kept: a shared one could pin
+    // an allocation as large as a message, outside every budget.
+    let Ok(mut buffer) = buffer.freeze().try_into_mut() else {
+        return;
+    };
     buffer.clear();
-    // `try_reclaim` succeeds only for a buffer no `Bytes` shares, and says
-    // whether its whole allocation can hold that many bytes.
-    if !buffer.try_reclaim(READ_CHUNK) || buffer.try_reclaim(FIRST_READ + 1) {
+    // On a buffer of its own, `try_reclaim(n)` says whether the whole
+    // allocation holds `n` bytes (taking back what was consumed).
+    if !buffer.try_reclaim(READ_CHUNK) || buffer.try_reclaim(READ_CHUNK + 1) {
         return;
     }
     SPARE.with_borrow_mut(|spare| {
@@ -102,6 +111,19 @@ mod tests {
 
     fn spares() -> usize {
         SPARE.with_borrow(Vec::len)
+    }
+
+    #[test]
+    fn a_buffer_still_shared_with_a_message_is_never_kept_whatever_its_room() {
+        // Room to spare beyond the split, so a check of room alone would pass.
+        for capacity in [READ_CHUNK, FIRST_READ, 1 << 20] {
+            let mut input = BytesMut::with_capacity(capacity);
+            input.extend_from_slice(b"a request");
+            let decoded = input.split_to(3).freeze();
+            give_back(&mut input);
+            assert_eq!(spares(), 0, "capacity {capacity}: a live message shares its memory");
+            assert_eq!(&decoded[..], b"a r");
+        }
     }
 
     #[test]
@@ -122,15 +144,15 @@ mod tests {
         give_back(&mut input);
         assert_eq!(spares(), 1, "once nothing else holds it, it is kept");
 
-        let mut grown = BytesMut::with_capacity(1 << 20);
-        give_back(&mut grown);
-        let mut tiny = BytesMut::with_capacity(64);
-        give_back(&mut tiny);
-        assert_eq!(spares(), 1, "too large or too small for reading: freed");
+        for capacity in [64, READ_CHUNK + 1, FIRST_READ, 1 << 20] {
+            let mut other = BytesMut::with_capacity(capacity);
+            give_back(&mut other);
+        }
+        assert_eq!(spares(), 1, "any other size: freed");
 
         let spare = take_spare();
         assert!(spare.is_empty());
-        assert!(spare.capacity() >= READ_CHUNK && spare.capacity() <= FIRST_READ);
+        assert_eq!(spare.capacity(), READ_CHUNK);
         assert_eq!(spares(), 0);
         assert_eq!(take_spare().capacity(), 0, "none left: an empty one");
         assert_eq!(&decoded[..], b"a r");
