@@ -57,12 +57,13 @@ pub async fn sleep_until(deadline: Option<Instant>) {
 
 /// One timer for many waits in turn, such as a connection's idle, request
 /// and write-stall deadlines: made at the first wait that needs it, then
-/// moved. Moving tokio's (default) timer later is one atomic store (it is re-filed
-/// only when the old time comes), whereas a timer made per wait is filed in
-/// tokio's wheel and taken out again each time: about 700 instructions a
-/// request from a client that waits for each answer (callgrind, `bench app
-/// -c 1`). Moving it earlier (a request deadline inside an idle one)
-/// re-files it. Boxed, so that it can be kept unpinned by its owner.
+/// moved. Moving tokio's (default) timer later is one atomic store (it is
+/// re-filed only when the old time comes), whereas a timer made per wait
+/// is filed in tokio's wheel and taken out again each time: about 300
+/// instructions a request from a client that waits for each answer
+/// (callgrind, `bench app -c 1`). Moving it earlier (a request deadline
+/// inside an idle one) re-files it. Boxed, so that its owner need not be
+/// pinned.
 #[derive(Debug, Default)]
 pub struct ReusableTimer(Option<Pin<Box<Sleep>>>);
 
