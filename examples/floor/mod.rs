@@ -2,21 +2,14 @@
 //! that they differ only in how they drive their sockets: the one answer
 //! they send, and framing by `content-length` alone.
 
-use bytes::BytesMut;
-use tokio_util::codec::Encoder;
-
 use sockets::app::{SearchTable, client_request, respond};
-use sockets::protocol::MessageCodec;
+use sockets::protocol::codec::encode_message;
 
 /// The encoded answer to search "morpheus" from the built-in table: what
 /// `sockets bench app` asks by default.
 pub fn canned_response() -> Vec<u8> {
     let (answer, _) = respond(&SearchTable::builtin(), &client_request("search", "morpheus"));
-    let mut wire = BytesMut::new();
-    MessageCodec::new()
-        .encode(&answer, &mut wire)
-        .expect("the canned answer encodes");
-    wire.to_vec()
+    encode_message(&answer).expect("the canned answer encodes").to_vec()
 }
 
 /// The length of the request at the start of `input`, if it is all there:

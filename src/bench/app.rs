@@ -31,13 +31,14 @@ use bytes::{Buf, Bytes, BytesMut};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
-use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use super::{Budget, Counters, ErrorCounts, ErrorKind, Limit, halt_token, new_histogram, record};
 use crate::app::Reply;
 use crate::deadline::{within, within_io};
 use crate::escape::Escaped;
+use crate::protocol::codec::encode_message;
 use crate::protocol::{ByteOrder, Message, MessageCodec, ProtocolError};
 use crate::python_repr::BytesRepr;
 use crate::transport::tls::{Side, describe_io};
@@ -135,15 +136,11 @@ struct Expected {
 impl Expected {
     fn new(message: Message) -> Expected {
         let encode = |byteorder| {
-            let mut wire = BytesMut::new();
             let message = Message {
                 byteorder,
                 ..message.clone()
             };
-            MessageCodec::new()
-                .encode(&message, &mut wire)
-                .expect("the expected response encodes");
-            wire.freeze()
+            encode_message(&message).expect("the expected response encodes")
         };
         Expected {
             wires: [encode(ByteOrder::Little), encode(ByteOrder::Big)],
@@ -285,11 +282,7 @@ fn describe(message: &Message) -> String {
 /// [`BenchError::OneRequestPerConnection`] for persistent load on a server
 /// that closes after each response.
 pub async fn run(config: AppBench, counters: Arc<Counters>, stop: CancellationToken) -> Result<AppOutcome, BenchError> {
-    let mut request = BytesMut::new();
-    MessageCodec::new()
-        .encode(&config.request, &mut request)
-        .expect("the request encodes");
-    let request = request.freeze();
+    let request = encode_message(&config.request).expect("the request encodes");
     // The probe is bounded as a whole (a trickling server resets every
     // per-read limit) and stops at Ctrl-C like the run.
     let limit = config.connector.timeout();
@@ -812,9 +805,7 @@ mod tests {
     use crate::app::{client_request, result_message};
 
     fn encoded(message: &Message) -> BytesMut {
-        let mut out = BytesMut::new();
-        MessageCodec::new().encode(message, &mut out).unwrap();
-        out
+        BytesMut::from(&encode_message(message).unwrap()[..])
     }
 
     #[test]

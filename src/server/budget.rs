@@ -170,7 +170,8 @@ impl BudgetShare {
                 holder.held.store(held, Ordering::Relaxed);
             }
             self.track(held >= TRACKED_FROM);
-            if let Some(holder) = self.holder.as_ref().filter(|_| grew)
+            if grew
+                && let Some(holder) = &self.holder
                 && self.budget.used() > self.budget.max
             {
                 self.budget.evict_for(holder);

@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::budget::{BudgetShare, Evicted};
 use super::metrics;
-use super::thread_buffers::{FIRST_READ, READ_CHUNK, give_back, poll_read_via_scratch};
+use super::thread_buffers::{FIRST_READ, READ_CHUNK, give_back, read_via_scratch};
 use super::{CloseReason, Connection, DRAIN_GRACE, close_gracefully};
 use crate::deadline::ReusableTimer;
 use crate::transport::PeerAddr;
@@ -448,50 +448,43 @@ where
     /// fn: each level of them is stored in every idle connection's task).
     async fn read_first(&mut self) -> Result<usize, End<C::Error>> {
         let n = 'read: {
-            let stream = &mut self.stream;
-            let input = &mut self.input;
             // (Not a `match` on the result: its scrutinee would be kept
             // across the wait below, in every idle connection's task.)
-            if let Some(read) = std::future::poll_fn(|cx| poll_read_via_scratch(stream, cx, input)).now_or_never() {
+            if let Some(read) = read_via_scratch(&mut self.stream, &mut self.input).now_or_never() {
                 break 'read read.map_err(End::Io)?;
             }
-            {
-                give_back(&mut self.input);
-                self.output = BytesMut::new();
-                // Only the deadline is kept across the wait (every byte kept
-                // here is in every idle connection): the error reads the
-                // limit again.
-                let deadline = self.idle_timeout.get().map(|idle| Instant::now() + idle);
-                loop {
-                    let stream = &mut self.stream;
-                    let input = &mut self.input;
-                    let first = std::future::poll_fn(|cx| poll_read_via_scratch(stream, cx, input));
-                    if self.shutdown.is_cancelled() && !self.received_any {
-                        // A new client's first request is on its way: it gets the grace.
-                        tokio::select! {
-                            biased;
-                            read = first => break read.map_err(End::Io)?,
-                            () = tokio::time::sleep(DRAIN_GRACE) => return Err(End::Shutdown),
-                        }
-                    }
-                    if self.shutdown.is_cancelled() {
-                        // Answer what the client sent before shutdown, wait for
-                        // nothing more. Yield first: a busy runtime may not have
-                        // polled the sockets lately, and a request that has
-                        // arrived must be seen.
-                        tokio::task::yield_now().await;
-                        match first.now_or_never() {
-                            Some(read) => break read.map_err(End::Io)?,
-                            None => return Err(End::Shutdown),
-                        }
-                    }
+            give_back(&mut self.input);
+            self.output = BytesMut::new();
+            // Only the deadline is kept across the wait (every byte kept here
+            // is in every idle connection): the error reads the limit again.
+            let deadline = self.idle_timeout.get().map(|idle| Instant::now() + idle);
+            loop {
+                let first = read_via_scratch(&mut self.stream, &mut self.input);
+                if self.shutdown.is_cancelled() && !self.received_any {
+                    // A new client's first request is on its way: it gets the grace.
                     tokio::select! {
                         biased;
                         read = first => break read.map_err(End::Io)?,
-                        () = self.shutdown.cancelled() => continue,
-                        () = self.timer.expiry(deadline) => {
-                            return Err(End::IdleTimeout(self.idle_timeout.get().unwrap_or_default()));
-                        }
+                        () = tokio::time::sleep(DRAIN_GRACE) => return Err(End::Shutdown),
+                    }
+                }
+                if self.shutdown.is_cancelled() {
+                    // Answer what the client sent before shutdown, wait for
+                    // nothing more. Yield first: a busy runtime may not have
+                    // polled the sockets lately, and a request that has
+                    // arrived must be seen.
+                    tokio::task::yield_now().await;
+                    match first.now_or_never() {
+                        Some(read) => break read.map_err(End::Io)?,
+                        None => return Err(End::Shutdown),
+                    }
+                }
+                tokio::select! {
+                    biased;
+                    read = first => break read.map_err(End::Io)?,
+                    () = self.shutdown.cancelled() => continue,
+                    () = self.timer.expiry(deadline) => {
+                        return Err(End::IdleTimeout(self.idle_timeout.get().unwrap_or_default()));
                     }
                 }
             }

@@ -40,13 +40,22 @@ thread_local! {
     static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
 }
 
+/// One read of `stream` into the thread's scratch buffer, copied into
+/// `input` (see [`poll_read_via_scratch`]).
+pub(super) fn read_via_scratch<'a, S: AsyncRead + Unpin>(
+    stream: &'a mut S,
+    input: &'a mut BytesMut,
+) -> impl Future<Output = io::Result<usize>> + 'a {
+    std::future::poll_fn(move |cx| poll_read_via_scratch(stream, cx, input))
+}
+
 /// Polls one read of `stream` into the thread's scratch buffer and copies
 /// what came into `input` (an empty buffer, or a spare one if `input` has
 /// none, with room for at least [`READ_CHUNK`]).
 /// The scratch is borrowed only within this poll, so tasks that share the
 /// thread share it: AsyncRead implementations keep no hold on the buffer
 /// they were given once they return `Pending`.
-pub(super) fn poll_read_via_scratch<S: AsyncRead + Unpin>(
+fn poll_read_via_scratch<S: AsyncRead + Unpin>(
     stream: &mut S,
     cx: &mut Context<'_>,
     input: &mut BytesMut,
