@@ -9,7 +9,12 @@
 //! cargo run --release --example minimal_server -- app [PORT]          # persistent
 //! cargo run --release --example minimal_server -- app-oneshot [PORT]  # one request per connection
 //! cargo run --release --example minimal_server -- echo [PORT]         # a plain copy loop
+//! cargo run --release --example minimal_server -- app-oneshot 0 2     # two threads
 //! ```
+//!
+//! An optional third argument runs that many threads, each a runtime of its
+//! own accepting from one shared listener, as `sockets` servers do by
+//! default: the floor for comparing thread counts with each other.
 //!
 //! Like `sockets` servers, it prints its address on the first line of
 //! stdout, so scripts can start it on port 0. It answers `sockets bench`'s
@@ -17,6 +22,7 @@
 //! with the same bytes.
 
 use std::net::SocketAddr;
+use std::thread;
 
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -33,25 +39,46 @@ enum Mode {
 }
 
 fn main() -> std::io::Result<()> {
+    let usage = || -> ! {
+        eprintln!("usage: minimal_server app|app-oneshot|echo [PORT [THREADS]]");
+        std::process::exit(2);
+    };
     let mut args = std::env::args().skip(1);
     let mode = match args.next().as_deref() {
         Some("app") => Mode::App,
         Some("app-oneshot") => Mode::AppOneshot,
         Some("echo") => Mode::Echo,
-        _ => {
-            eprintln!("usage: minimal_server app|app-oneshot|echo [PORT]");
-            std::process::exit(2);
-        }
+        _ => usage(),
     };
-    let port: u16 = args.next().map_or(Ok(0), |p| p.parse()).unwrap_or_else(|_| {
-        eprintln!("usage: minimal_server app|app-oneshot|echo [PORT]");
-        std::process::exit(2);
-    });
+    let port: u16 = args.next().map_or(Ok(0), |p| p.parse()).unwrap_or_else(|_| usage());
+    let threads: usize = args.next().map_or(Ok(1), |t| t.parse()).unwrap_or_else(|_| usage());
+    if threads == 0 {
+        usage();
+    }
     let response: &'static [u8] = Box::leak(canned_response().into_boxed_slice());
+    let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    listener.set_nonblocking(true)?;
+    let address = listener.local_addr()?;
+    let others = (1..threads)
+        .map(|_| {
+            let listener = listener.try_clone()?;
+            Ok(thread::spawn(move || serve(listener, mode, response)))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    // Announced once every thread exists (they accept as soon as each runtime is up).
+    println!("{address}");
+    serve(listener, mode, response)?;
+    for other in others {
+        other.join().expect("a serving thread panicked")?;
+    }
+    Ok(())
+}
+
+/// Accepts and serves connections on this thread's own runtime.
+fn serve(listener: std::net::TcpListener, mode: Mode, response: &'static [u8]) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
-        println!("{}", listener.local_addr()?);
+        let listener = TcpListener::from_std(listener)?;
         loop {
             let (stream, _) = listener.accept().await?;
             stream.set_nodelay(true)?;

@@ -530,6 +530,34 @@ fn the_minimal_reference_server_answers_correctly() {
     let (json, output) = bench_json(&["echo", "127.0.0.1", &echo.port(), "--bytes", "4000000"]);
     assert!(output.status.success(), "{}", describe(&["bench", "echo"], &output));
     assert!(json["bytes"].as_u64().unwrap() >= 4_000_000, "{json}");
+
+    // With a thread count, each thread is a runtime of its own accepting
+    // from the one listener (the floor for ours with its default threads).
+    let two = ServerProcess::start_command(&program, &["app-oneshot", "0", "2"]);
+    let threads = std::fs::read_dir(format!("/proc/{}/task", two.pid())).unwrap().count();
+    assert_eq!(threads, 2, "app-oneshot 0 2 runs two threads");
+    let (json, output) = bench_json(&[
+        "app",
+        "127.0.0.1",
+        &two.port(),
+        "--mode",
+        "oneshot",
+        "-c",
+        "8",
+        "-n",
+        "800",
+    ]);
+    assert!(output.status.success(), "{}", describe(&["bench", "oneshot"], &output));
+    assert_eq!(
+        (json["requests"].as_u64(), json["errors"]["total"].as_u64()),
+        (Some(800), Some(0))
+    );
+    let refused = std::process::Command::new(&program)
+        .args(["app", "0", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("usage: minimal_server"));
 }
 
 /// An example built beside the binary by `cargo test`.
