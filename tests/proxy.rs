@@ -235,6 +235,62 @@ fn the_plain_relay_moves_every_byte_and_passes_half_closes() {
     assert!(!shown.contains("header"), "--no-decode decoded: {shown}");
 }
 
+/// With the process's descriptor table full, the plain relay cannot make
+/// its pipes: it says so and copies instead, and every byte still arrives
+/// (the connection limit counts connections, not every descriptor).
+#[test]
+fn the_plain_relay_copies_when_no_pipe_can_be_made() {
+    let server = start_echo_server(&["-q"]);
+    let relay = proxy("127.0.0.1:0", &server.listening, &["--no-decode"]);
+    // Room for the client's connection and the one to the target, no more.
+    leave_room_for_descriptors(relay.pid(), 2);
+    let output = common::run_cli_with_input(&["connect", "127.0.0.1", &relay.port()], Some(b"copied, not spliced"));
+    assert_eq!(output.stdout, b"copied, not spliced", "{}", relay.stderr());
+    relay.wait_for_stdout("#1 closed (0 requests in 19 bytes, 0 responses in 19 bytes)");
+    let stderr = relay.stderr();
+    assert!(
+        stderr.contains("No pipes for splice") && stderr.contains("relaying #1 by copy"),
+        "{stderr}"
+    );
+}
+
+/// Lowers `pid`'s soft descriptor limit so that exactly `room` more
+/// descriptors can be opened (each takes the lowest free number, and none
+/// may reach the limit).
+fn leave_room_for_descriptors(pid: u32, room: usize) {
+    let open: Vec<u64> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let free_below = |limit: u64| limit as usize - open.iter().filter(|&&fd| fd < limit).count();
+    let mut limit = 0;
+    while free_below(limit) < room {
+        limit += 1;
+    }
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let pid = libc::pid_t::try_from(pid).unwrap();
+    // SAFETY: prlimit reads and writes only the two structs passed.
+    unsafe {
+        assert_eq!(
+            libc::prlimit(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut current),
+            0
+        );
+        let lowered = libc::rlimit {
+            rlim_cur: limit,
+            rlim_max: current.rlim_max,
+        };
+        assert_eq!(
+            libc::prlimit(pid, libc::RLIMIT_NOFILE, &lowered, std::ptr::null_mut()),
+            0,
+            "prlimit: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 #[test]
 fn bad_addresses_are_clear_errors() {
     common::run_fails(

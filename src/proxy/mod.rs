@@ -31,9 +31,10 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+use crate::server::log_limit::REQUEST_LINES;
 use crate::server::{CloseReason, Connection, ConnectionHandler, Descriptors};
 use crate::transport::ClientStream;
-use crate::transport::splice::{PIPE_DESCRIPTORS, Splice, splice_one_way};
+use crate::transport::splice::{PIPE_DESCRIPTORS, Splice, SplicePair};
 use crate::transport::{Connector, PeerAddr};
 use tokio_util::either::Either;
 
@@ -197,8 +198,8 @@ fn server_address(server: &ClientStream, connector: &Connector) -> PeerAddr {
 
 /// Relays both ways until both sides have closed, counting the bytes
 /// each way in `counts`; spliced when nothing needs to see the bytes, both
-/// ends are plain sockets and the connection limit has room for the two
-/// pipes' descriptors.
+/// ends are plain sockets, and the connection limit has room for the two
+/// pipes' descriptors and the process can make them; copied otherwise.
 async fn relay<C, T>(
     client: C,
     server: T,
@@ -220,11 +221,21 @@ where
         && let (Some(a), Some(b)) = (client.socket(), server.socket())
         && let Some(_held) = descriptors.try_take(2 * PIPE_DESCRIPTORS)
     {
-        tokio::try_join!(
-            splice_one_way(a, b, count(Direction::Request)),
-            splice_one_way(b, a, count(Direction::Response)),
-        )?;
-        return Ok(());
+        // The limit counts connections, not every descriptor the process
+        // holds: a full descriptor table still leaves copying.
+        match SplicePair::new() {
+            Ok(pipes) => {
+                pipes
+                    .relay(a, b, count(Direction::Request), count(Direction::Response))
+                    .await?;
+                return Ok(());
+            }
+            Err(error) => crate::limited!(
+                REQUEST_LINES,
+                WARN,
+                "No pipes for splice ({error}); relaying #{id} by copy"
+            ),
+        }
     }
     let (client_read, client_write) = tokio::io::split(client);
     let (server_read, server_write) = tokio::io::split(server);

@@ -217,14 +217,16 @@ impl Splicer {
     }
 }
 
-/// Moves everything `from` sends to `to` until `from` ends its side, then
-/// ends `to`'s sending side too (a half-close passes through). Returns the
-/// bytes moved. `written` is called with each count, for progress.
-///
-/// # Errors
-/// The first failure of either socket, or of making the pipe.
-pub async fn splice_one_way(from: SocketRef<'_>, to: SocketRef<'_>, mut written: impl FnMut(usize)) -> io::Result<u64> {
-    let splicer = Splicer::new()?;
+/// Moves everything `from` sends to `to` through `splicer` until `from`
+/// ends its side, then ends `to`'s sending side too (a half-close passes
+/// through). Returns the bytes moved. `written` is called with each count,
+/// for progress.
+async fn splice_one_way(
+    splicer: &Splicer,
+    from: SocketRef<'_>,
+    to: SocketRef<'_>,
+    mut written: impl FnMut(usize),
+) -> io::Result<u64> {
     let mut total = 0u64;
     loop {
         let n = splicer.fill(from).await?;
@@ -237,14 +239,45 @@ pub async fn splice_one_way(from: SocketRef<'_>, to: SocketRef<'_>, mut written:
     }
 }
 
-/// Relays both ways between two plain sockets with [`splice_one_way`],
-/// until both directions have ended. Returns the bytes moved each way
-/// (`a` to `b`, `b` to `a`).
-///
-/// # Errors
-/// The first failure of either direction.
-pub async fn splice_both_ways(a: SocketRef<'_>, b: SocketRef<'_>) -> io::Result<(u64, u64)> {
-    tokio::try_join!(splice_one_way(a, b, |_| ()), splice_one_way(b, a, |_| ()))
+/// A pipe each way between two sockets. Both are made before any byte
+/// moves, so a caller that cannot have them (the process is out of
+/// descriptors) can still relay by copying: once bytes have moved through
+/// a pipe, there is no going back.
+pub struct SplicePair {
+    forward: Splicer,
+    backward: Splicer,
+}
+
+impl SplicePair {
+    /// Makes both pipes ([`PIPE_DESCRIPTORS`] each).
+    ///
+    /// # Errors
+    /// When the process is out of descriptors (or the kernel of pipes).
+    pub fn new() -> io::Result<SplicePair> {
+        Ok(SplicePair {
+            forward: Splicer::new()?,
+            backward: Splicer::new()?,
+        })
+    }
+
+    /// Relays both ways between `a` and `b` until both directions have
+    /// ended, each half-close passed on. `a_to_b` and `b_to_a` are told
+    /// each count moved that way. Returns the bytes moved each way.
+    ///
+    /// # Errors
+    /// The first failure of either direction.
+    pub async fn relay(
+        &self,
+        a: SocketRef<'_>,
+        b: SocketRef<'_>,
+        a_to_b: impl FnMut(usize),
+        b_to_a: impl FnMut(usize),
+    ) -> io::Result<(u64, u64)> {
+        tokio::try_join!(
+            splice_one_way(&self.forward, a, b, a_to_b),
+            splice_one_way(&self.backward, b, a, b_to_a)
+        )
+    }
 }
 
 #[cfg(test)]
@@ -267,10 +300,20 @@ mod tests {
         // client ⇄ [proxy_in ⇄ splice ⇄ proxy_out] ⇄ backend
         let (mut client, proxy_in) = pair().await;
         let (proxy_out, mut backend) = pair().await;
-        let relay =
-            tokio::spawn(
-                async move { splice_both_ways(proxy_in.socket().unwrap(), proxy_out.socket().unwrap()).await },
-            );
+        let relay = tokio::spawn(async move {
+            let pipes = SplicePair::new().unwrap();
+            let (mut told_forward, mut told_backward) = (0u64, 0u64);
+            let moved = pipes
+                .relay(
+                    proxy_in.socket().unwrap(),
+                    proxy_out.socket().unwrap(),
+                    |n| told_forward += n as u64,
+                    |n| told_backward += n as u64,
+                )
+                .await
+                .unwrap();
+            (moved, told_forward, told_backward)
+        });
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         let sent = data.clone();
         let writer = tokio::spawn(async move {
@@ -286,7 +329,8 @@ mod tests {
         backend.write_all(b"and back").await.unwrap();
         backend.shutdown().await.unwrap();
         assert_eq!(writer.await.unwrap(), b"and back");
-        let (forward, backward) = relay.await.unwrap().unwrap();
+        let ((forward, backward), told_forward, told_backward) = relay.await.unwrap();
         assert_eq!((forward, backward), (data.len() as u64, 8));
+        assert_eq!((told_forward, told_backward), (forward, backward), "the counts told");
     }
 }
