@@ -152,7 +152,7 @@ if [ -n "${BEFORE:-}" ]; then
 fi
 # The floor with as many runtimes as ours has by default: what a second
 # thread costs any server while the load generator shares the cores.
-start minimal "$MINIMAL" app 0 "$(nproc)"; cpu_row "minimal server, a runtime per core" app 127.0.0.1 "$PORT" -c 64 -P 16
+start minimal "$MINIMAL" app 0 cores; cpu_row "minimal server, a runtime per core" app 127.0.0.1 "$PORT" -c 64 -P 16
 start minimal "$MINIMAL" app; cpu_row "minimal server" app 127.0.0.1 "$PORT" -c 64 -P 16
 redis_row 64 16
 table "Persistent, 64 connections, pipeline 16 (rate: requests/s)" request "${rows[@]}"
@@ -171,7 +171,7 @@ if [ -n "${BEFORE:-}" ]; then
   start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot; cpu_row "before --one-shot (work-stealing runtime)" app 127.0.0.1 "$PORT" --mode oneshot -c 8
   start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot --threads 1; cpu_row "before --one-shot --threads 1" app 127.0.0.1 "$PORT" --mode oneshot -c 8
 fi
-start minimal "$MINIMAL" app-oneshot 0 "$(nproc)"; cpu_row "minimal server, a runtime per core" app 127.0.0.1 "$PORT" --mode oneshot -c 8
+start minimal "$MINIMAL" app-oneshot 0 cores; cpu_row "minimal server, a runtime per core" app 127.0.0.1 "$PORT" --mode oneshot -c 8
 start minimal "$MINIMAL" app-oneshot; cpu_row "minimal server" app 127.0.0.1 "$PORT" --mode oneshot -c 8
 table "Oneshot, 8 workers: connect, request, response, close (rate: connections/s)" connection "${rows[@]}"
 

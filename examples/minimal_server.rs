@@ -12,15 +12,17 @@
 //! cargo run --release --example minimal_server -- app-oneshot 0 2     # two threads
 //! ```
 //!
-//! An optional third argument runs that many threads, each a runtime of its
-//! own accepting from one shared listener, as `sockets` servers do by
-//! default: the floor for comparing thread counts with each other.
+//! An optional third argument runs that many threads (`cores`: one per
+//! core, as `sockets` servers do by default), each a runtime of its own
+//! accepting from one shared listener: the floor for comparing thread
+//! counts with each other.
 //!
 //! Like `sockets` servers, it prints its address on the first line of
 //! stdout, so scripts can start it on port 0. It answers `sockets bench`'s
 //! default request (search "morpheus") correctly, and every other request
 //! with the same bytes.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::thread;
 
@@ -40,7 +42,7 @@ enum Mode {
 
 fn main() -> std::io::Result<()> {
     let usage = || -> ! {
-        eprintln!("usage: minimal_server app|app-oneshot|echo [PORT [THREADS]]");
+        eprintln!("usage: minimal_server app|app-oneshot|echo [PORT [THREADS|cores]]");
         std::process::exit(2);
     };
     let mut args = std::env::args().skip(1);
@@ -51,31 +53,38 @@ fn main() -> std::io::Result<()> {
         _ => usage(),
     };
     let port: u16 = args.next().map_or(Ok(0), |p| p.parse()).unwrap_or_else(|_| usage());
-    let threads: usize = args.next().map_or(Ok(1), |t| t.parse()).unwrap_or_else(|_| usage());
-    if threads == 0 {
+    let threads = match args.next().as_deref() {
+        None => 1,
+        // As many as `sockets` servers run by default.
+        Some("cores") => thread::available_parallelism().map_or(1, usize::from),
+        Some(count) => count.parse().ok().filter(|&n| n > 0).unwrap_or_else(|| usage()),
+    };
+    if args.next().is_some() {
         usage();
     }
     let response: &'static [u8] = Box::leak(canned_response().into_boxed_slice());
     let listener = std::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
-    let others = (1..threads)
-        .map(|_| {
-            let listener = listener.try_clone()?;
-            Ok(thread::spawn(move || serve(listener, mode, response)))
-        })
-        .collect::<std::io::Result<Vec<_>>>()?;
+    for _ in 1..threads {
+        let listener = listener.try_clone()?;
+        thread::spawn(move || serve_or_exit(listener, mode, response));
+    }
     // Announced once every thread exists (they accept as soon as each runtime is up).
     println!("{address}");
-    serve(listener, mode, response)?;
-    for other in others {
-        other.join().expect("a serving thread panicked")?;
-    }
-    Ok(())
+    serve_or_exit(listener, mode, response)
 }
 
-/// Accepts and serves connections on this thread's own runtime.
-fn serve(listener: std::net::TcpListener, mode: Mode, response: &'static [u8]) -> std::io::Result<()> {
+/// Serves on this thread until an error, which ends the whole process: a
+/// floor quietly running on fewer threads would measure the wrong thing.
+fn serve_or_exit(listener: std::net::TcpListener, mode: Mode, response: &'static [u8]) -> ! {
+    let Err(error) = serve(listener, mode, response);
+    eprintln!("minimal_server: {error}");
+    std::process::exit(1);
+}
+
+/// Accepts and serves connections on this thread's own runtime, until an error.
+fn serve(listener: std::net::TcpListener, mode: Mode, response: &'static [u8]) -> std::io::Result<Infallible> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async move {
         let listener = TcpListener::from_std(listener)?;

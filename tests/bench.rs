@@ -534,9 +534,8 @@ fn the_minimal_reference_server_answers_correctly() {
     // With a thread count, each thread is a runtime of its own accepting
     // from the one listener (the floor for ours with its default threads).
     let two = ServerProcess::start_command(&program, &["app-oneshot", "0", "2"]);
-    let threads = std::fs::read_dir(format!("/proc/{}/task", two.pid())).unwrap().count();
-    assert_eq!(threads, 2, "app-oneshot 0 2 runs two threads");
-    let (json, output) = bench_json(&[
+    assert_eq!(threads_of(two.pid()), 2, "app-oneshot 0 2 runs two threads");
+    let load = [
         "app",
         "127.0.0.1",
         &two.port(),
@@ -546,18 +545,35 @@ fn the_minimal_reference_server_answers_correctly() {
         "8",
         "-n",
         "800",
-    ]);
-    assert!(output.status.success(), "{}", describe(&["bench", "oneshot"], &output));
+    ];
+    let (json, output) = bench_json(&load);
+    assert!(output.status.success(), "{}", describe(&load, &output));
     assert_eq!(
         (json["requests"].as_u64(), json["errors"]["total"].as_u64()),
-        (Some(800), Some(0))
+        (Some(800), Some(0)),
+        "{json}"
     );
-    let refused = std::process::Command::new(&program)
-        .args(["app", "0", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("usage: minimal_server"));
+    let cores = ServerProcess::start_command(&program, &["app", "0", "cores"]);
+    let expected = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(threads_of(cores.pid()), expected, "app 0 cores runs a thread per core");
+    // No thread, not a number, an argument too many: refused at once.
+    for wrong in [&["app", "0", "0"][..], &["app", "0", "x"], &["app", "0", "1", "2"]] {
+        let child = std::process::Command::new(&program)
+            .args(wrong)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let refused = common::wait_output(child, &format!("minimal_server {wrong:?}"));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert_eq!(refused.status.code(), Some(2), "{wrong:?}: {stderr}");
+        assert!(stderr.contains("usage: minimal_server"), "{wrong:?}: {stderr}");
+    }
+}
+
+/// How many threads process `pid` runs.
+fn threads_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task")).unwrap().count()
 }
 
 /// An example built beside the binary by `cargo test`.

@@ -244,8 +244,15 @@ fn the_plain_relay_copies_when_no_pipe_can_be_made() {
     let relay = proxy("127.0.0.1:0", &server.listening, &["--no-decode"]);
     // Room for the client's connection and the one to the target, no more.
     leave_room_for_descriptors(relay.pid(), 2);
-    let output = common::run_cli_with_input(&["connect", "127.0.0.1", &relay.port()], Some(b"copied, not spliced"));
-    assert_eq!(output.stdout, b"copied, not spliced", "{}", relay.stderr());
+    let client = ["connect", "127.0.0.1", &relay.port()];
+    let output = common::run_cli_with_input(&client, Some(b"copied, not spliced"));
+    assert_eq!(
+        output.stdout,
+        b"copied, not spliced",
+        "{}\nproxy's stderr:\n{}",
+        common::describe(&client, &output),
+        relay.stderr()
+    );
     relay.wait_for_stdout("#1 closed (0 requests in 19 bytes, 0 responses in 19 bytes)");
     let stderr = relay.stderr();
     assert!(

@@ -21,7 +21,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::deadline::{sleep_for, within};
 use crate::limited;
 use crate::python_repr::BytesRepr;
-use crate::server::log_limit::REQUEST_LINES;
+use crate::server::log_limit::{PEER_WARNINGS, REQUEST_LINES};
 use crate::server::{CloseReason, Connection, ConnectionHandler, DRAIN_GRACE, close_gracefully, metrics};
 use crate::transport::splice::{PIPE_DESCRIPTORS, SocketRef, Splice, Splicer};
 
@@ -188,7 +188,7 @@ impl ConnectionHandler for EchoHandler {
                             }
                         }
                         Some((_, Err(error))) => limited!(
-                            REQUEST_LINES,
+                            PEER_WARNINGS,
                             WARN,
                             "No pipe for splice ({error}); echoing {peer} by copy"
                         ),

@@ -31,10 +31,10 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::server::log_limit::REQUEST_LINES;
+use crate::server::log_limit::PEER_WARNINGS;
 use crate::server::{CloseReason, Connection, ConnectionHandler, Descriptors};
 use crate::transport::ClientStream;
-use crate::transport::splice::{PIPE_DESCRIPTORS, Splice, SplicePair};
+use crate::transport::splice::{Splice, SplicePair};
 use crate::transport::{Connector, PeerAddr};
 use tokio_util::either::Either;
 
@@ -219,7 +219,7 @@ where
     };
     if events.is_none()
         && let (Some(a), Some(b)) = (client.socket(), server.socket())
-        && let Some(_held) = descriptors.try_take(2 * PIPE_DESCRIPTORS)
+        && let Some(_held) = descriptors.try_take(SplicePair::DESCRIPTORS)
     {
         // The limit counts connections, not every descriptor the process
         // holds: a full descriptor table still leaves copying.
@@ -231,7 +231,7 @@ where
                 return Ok(());
             }
             Err(error) => crate::limited!(
-                REQUEST_LINES,
+                PEER_WARNINGS,
                 WARN,
                 "No pipes for splice ({error}); relaying #{id} by copy"
             ),

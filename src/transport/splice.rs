@@ -241,15 +241,20 @@ async fn splice_one_way(
 
 /// A pipe each way between two sockets. Both are made before any byte
 /// moves, so a caller that cannot have them (the process is out of
-/// descriptors) can still relay by copying: once bytes have moved through
-/// a pipe, there is no going back.
+/// descriptors) can still relay by copying. Made lazily, the second could
+/// fail after the first direction had begun splicing, and the connection
+/// would then have to be dropped.
 pub struct SplicePair {
     forward: Splicer,
     backward: Splicer,
 }
 
 impl SplicePair {
-    /// Makes both pipes ([`PIPE_DESCRIPTORS`] each).
+    /// The descriptors a pair holds: what a server counts against its
+    /// limits before making one.
+    pub const DESCRIPTORS: u32 = 2 * PIPE_DESCRIPTORS;
+
+    /// Makes both pipes.
     ///
     /// # Errors
     /// When the process is out of descriptors (or the kernel of pipes).
@@ -266,6 +271,10 @@ impl SplicePair {
     ///
     /// # Errors
     /// The first failure of either direction.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: up to a pipe's worth each way may be in the pipes,
+    /// and is lost with them. Drop it only to close the connection.
     pub async fn relay(
         &self,
         a: SocketRef<'_>,
