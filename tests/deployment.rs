@@ -495,6 +495,73 @@ async fn sighup_swaps_in_a_new_certificate() {
     assert!(trusting("second").is_some());
 }
 
+/// By default each core gets a listener of its own on the one port, runs
+/// on a CPU of its own, and the port stays this server's alone: a second
+/// server on it is refused as a plain bind would be.
+#[test]
+fn by_default_each_core_has_its_own_listener_and_cpu_and_the_port_stays_exclusive() {
+    let server = ServerProcess::start(&["app-server", "127.0.0.1", "0"]);
+    let cores = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(listening_sockets(server.addr().port()), cores, "one listener per core");
+    // Each core's thread is pinned, to CPUs in the order the process may use.
+    let mut pinned: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
+        .unwrap()
+        .filter_map(|task| {
+            let task = task.ok()?.path();
+            let name = std::fs::read_to_string(task.join("comm")).ok()?.trim().to_owned();
+            let status = std::fs::read_to_string(task.join("status")).ok()?;
+            let cpus = status
+                .lines()
+                .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?;
+            name.starts_with("core-").then(|| (name, cpus.trim().to_owned()))
+        })
+        .collect();
+    pinned.sort();
+    if cores > 1 {
+        let allowed = allowed_cpu_list();
+        let expected: Vec<(String, String)> = (0..cores)
+            .map(|core| (format!("core-{core}"), allowed[core % allowed.len()].to_string()))
+            .collect();
+        assert_eq!(pinned, expected);
+    }
+    assert!(app_client(server.addr(), "morpheus", &[]).is_some());
+    common::run_fails(
+        &["app-server", "127.0.0.1", &server.port()],
+        1,
+        "another program is using that port",
+    );
+}
+
+/// Listening TCP sockets on 127.0.0.1:`port` (from /proc/net/tcp).
+fn listening_sockets(port: u16) -> usize {
+    let wanted = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&wanted.as_str()) && fields.get(3) == Some(&"0A")
+        })
+        .count()
+}
+
+/// The CPUs this test process may run on, in order.
+fn allowed_cpu_list() -> Vec<usize> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let list = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim();
+    list.split(',')
+        .flat_map(|range| match range.split_once('-') {
+            Some((from, to)) => (from.parse::<usize>().unwrap()..=to.parse().unwrap()).collect::<Vec<_>>(),
+            None => vec![range.parse().unwrap()],
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn two_processes_share_a_port_and_one_stops_under_load_without_a_single_error() {
     let first = app_server(&["--reuse-port", "--threads", "1"]);

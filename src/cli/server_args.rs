@@ -96,6 +96,8 @@ pub struct ServerArgs {
     /// Threads serving connections, 1 to 1024 (default: one per CPU core).
     /// Each has a runtime of its own and serves every connection it accepts
     /// to the end (share-nothing); limits, metrics and shutdown stay server-wide.
+    /// With more than one on TCP, each has a listener of its own on the port,
+    /// runs on one CPU, and takes the connections that arrive on that CPU.
     #[arg(long, value_name = "N", value_parser = whole(1, 1024))]
     pub threads: Option<u64>,
     #[command(flatten, next_help_heading = "TLS")]
@@ -165,7 +167,8 @@ pub struct DeploymentArgs {
     pub metrics: Option<String>,
     /// Share the port with other processes (SO_REUSEPORT): the kernel
     /// spreads new connections among them; one can stop gracefully while
-    /// the others serve. Also gives each worker thread a listener of its own.
+    /// the others serve. Without it, a port another program listens on is
+    /// refused.
     #[arg(long, conflicts_with = "unix")]
     pub reuse_port: bool,
     /// A client must send its PROXY header and finish its TLS handshake
@@ -294,7 +297,7 @@ impl ServerArgs {
                     keepalive: self.keepalive(),
                 };
                 let count = self.threads().unwrap_or_else(num_cpus);
-                Listener::bind_shared(&self.listen_addr(), options, count).await?
+                Listener::bind_per_core(&self.listen_addr(), options, count).await?
             }
         };
         let metrics = match &self.deployment.metrics {

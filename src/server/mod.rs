@@ -27,6 +27,7 @@ pub mod budget;
 pub mod driver;
 pub mod log_limit;
 pub mod metrics;
+mod placement;
 pub mod stage;
 mod thread_buffers;
 
@@ -269,10 +270,11 @@ where
 /// between threads and no task is stolen, which is what a multi-threaded
 /// runtime spends its time on when every connection is short (wake-ups
 /// across threads, parking). With as many listeners as cores on one port
-/// (`--reuse-port`), each core gets its own and the kernel spreads
-/// connections; otherwise (the default single TCP listener, a Unix socket,
-/// sockets passed by a service manager) every core accepts from a
-/// duplicate of each, and all cores are woken for each new connection. The
+/// (the default for TCP: one `SO_REUSEPORT` group), each core gets its
+/// own, runs on one CPU and takes the connections that arrive on that CPU
+/// ([`placement`]); otherwise (a Unix socket, sockets passed by a service
+/// manager) every core accepts from a duplicate of each, and all cores are
+/// woken for each new connection. The
 /// connection limit, the input budget, metrics, logs and shutdown stay
 /// server-wide, and the calling runtime only waits for the end.
 pub async fn run_on_cores<H>(
@@ -286,7 +288,15 @@ where
     H: ConnectionHandler,
 {
     let shared = Shared::new(config, handler);
-    let assignments = assign_to_cores(listeners, cores.max(1))?;
+    let cores = cores.max(1);
+    let (assignments, own_listeners) = assign_to_cores(listeners, cores)?;
+    // With a listener per core, each core stays on one CPU and takes the
+    // connections that arrive there (see `placement`).
+    let cpus = if own_listeners && cores > 1 {
+        placement::allowed_cpus()
+    } else {
+        Vec::new()
+    };
     // Cancelled when the server is done with every connection (or gives up
     // on them): each core's runtime then ends, dropping what is left.
     let finished = CancellationToken::new();
@@ -295,9 +305,22 @@ where
     for (core, mine) in assignments.into_iter().enumerate() {
         let (stopped_accepting, accepting_done) = tokio::sync::oneshot::channel::<usize>();
         let (shared, shutdown, finished) = (Arc::clone(&shared), shutdown.clone(), finished.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("core-{core}"))
-            .spawn(move || serve_core(mine, shared, shutdown, finished, stopped_accepting));
+        let cpu = (!cpus.is_empty()).then(|| cpus[core % cpus.len()]);
+        if let Some(cpu) = cpu {
+            for listener in &mine {
+                if let Err(error) = placement::steer(listener, cpu) {
+                    debug!("core {core}: its listener takes connections from any CPU ({error})");
+                }
+            }
+        }
+        let spawned = std::thread::Builder::new().name(format!("core-{core}")).spawn(move || {
+            if let Some(cpu) = cpu
+                && let Err(error) = placement::pin_this_thread(cpu)
+            {
+                debug!("core {core} runs on any CPU: cannot pin it to CPU {cpu} ({error})");
+            }
+            serve_core(mine, shared, shutdown, finished, stopped_accepting);
+        });
         match spawned {
             Ok(thread) => {
                 threads.push(thread);
@@ -385,11 +408,16 @@ fn serve_core<H: ConnectionHandler>(
 /// (`SO_REUSEPORT`) and there are enough of them (round robin); otherwise
 /// (different addresses, or fewer copies than cores) every core gets a
 /// duplicate of every listener, so that every address is served by all.
-fn assign_to_cores(listeners: Vec<PortableListener>, cores: usize) -> std::io::Result<Vec<Vec<PortableListener>>> {
+/// Also says whether each core got listeners of its own.
+fn assign_to_cores(
+    listeners: Vec<PortableListener>,
+    cores: usize,
+) -> std::io::Result<(Vec<Vec<PortableListener>>, bool)> {
     let mut assignments: Vec<Vec<PortableListener>> = (0..cores).map(|_| Vec::new()).collect();
     let first = listeners.first().and_then(PortableListener::local_address);
     let one_port = listeners.iter().all(|listener| listener.local_address() == first);
-    if one_port && listeners.len() >= cores {
+    let own_listeners = one_port && listeners.len() >= cores;
+    if own_listeners {
         for (n, listener) in listeners.into_iter().enumerate() {
             assignments[n % cores].push(listener);
         }
@@ -401,7 +429,7 @@ fn assign_to_cores(listeners: Vec<PortableListener>, cores: usize) -> std::io::R
             assignments[0].push(listener);
         }
     }
-    Ok(assignments)
+    Ok((assignments, own_listeners))
 }
 
 impl<H> Shared<H> {
@@ -459,25 +487,6 @@ async fn accept_loop<A: Acceptor, H: ConnectionHandler>(
     // shortage, then again only every SHORTAGE_REMINDER while it lasts.
     let mut shortage_told: Option<tokio::time::Instant> = None;
     loop {
-        let permit = match shared.permits.clone().try_acquire_owned() {
-            Ok(permit) => {
-                at_limit = false;
-                permit
-            }
-            Err(_) => {
-                if !at_limit {
-                    warn!(
-                        "Connection limit of {} reached; new clients wait in the listen backlog until a connection closes",
-                        shared.config.max_connections
-                    );
-                    at_limit = true;
-                }
-                tokio::select! {
-                    permit = shared.permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
-                    () = shutdown.cancelled() => break,
-                }
-            }
-        };
         let accepted = tokio::select! {
             accepted = acceptor.accept() => accepted,
             () = shutdown.cancelled() => break,
@@ -509,6 +518,30 @@ async fn accept_loop<A: Acceptor, H: ConnectionHandler>(
                 // Typically ECONNABORTED: that client gave up before we got to it.
                 debug!("accept failed: {error}");
                 continue;
+            }
+        };
+        // The permit is taken once a client is here, not while waiting for
+        // one: with a listener per core, a permit held by an idle core
+        // would be out of reach of the core its clients arrive on. Past the
+        // limit, this client waits here unread (one per core) and the
+        // others in the kernel's listen backlog, until a connection closes.
+        let permit = match shared.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                at_limit = false;
+                permit
+            }
+            Err(_) => {
+                if !at_limit {
+                    warn!(
+                        "Connection limit of {} reached; new clients wait in the listen backlog until a connection closes",
+                        shared.config.max_connections
+                    );
+                    at_limit = true;
+                }
+                tokio::select! {
+                    permit = shared.permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
+                    () = shutdown.cancelled() => break,
+                }
             }
         };
         serve(&shared, stream, peer, permit);

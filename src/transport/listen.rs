@@ -82,27 +82,46 @@ impl Listener {
         }
     }
 
-    /// Binds `count` TCP listeners sharing one port with `SO_REUSEPORT`
-    /// (port 0: the port the first one got), so that each accept loop has a
-    /// queue of its own. Anything else binds one listener.
+    /// Binds a listener for each of `count` cores. For TCP these are one
+    /// `SO_REUSEPORT` group on one port (port 0: the port the first got),
+    /// so that each core has a queue of its own and the kernel can hand it
+    /// the connections that arrive on its CPU. The group stays this
+    /// process's alone unless `options.reuse_port` says to share: a port
+    /// another socket listens on is refused first, as a plain bind refuses
+    /// it, so a second server started by mistake fails as it always did.
+    /// Anything else binds one listener.
     ///
     /// # Errors
     /// As [`Listener::bind`].
-    pub async fn bind_shared(
+    pub async fn bind_per_core(
         addr: &ListenAddr,
         options: ListenOptions,
         count: usize,
     ) -> Result<Vec<Listener>, TransportError> {
-        let first = Listener::bind(addr, options).await?;
-        let (ListenAddr::Tcp { host, .. }, Listener::Tcp(tcp), true) = (addr, &first, options.reuse_port) else {
-            return Ok(vec![first]);
+        let ListenAddr::Tcp { host, port } = addr else {
+            return Ok(vec![Listener::bind(addr, options).await?]);
         };
-        let port = tcp.local_addr().map(|bound| bound.port());
-        let mut listeners = vec![first];
-        if let Ok(port) = port {
-            for _ in 1..count {
-                listeners.push(Listener::Tcp(bind_tcp(host, port, options).await?));
-            }
+        if count <= 1 {
+            return Ok(vec![Listener::Tcp(bind_tcp(host, *port, options).await?)]);
+        }
+        if !options.reuse_port && *port != 0 {
+            refuse_a_used_port(host, *port).await?;
+        }
+        let group = ListenOptions {
+            reuse_port: true,
+            ..options
+        };
+        let first = bind_tcp(host, *port, group).await?;
+        let port = first
+            .local_addr()
+            .map_err(|error| TransportError::Bind {
+                addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *port),
+                error,
+            })?
+            .port();
+        let mut listeners = vec![Listener::Tcp(first)];
+        for _ in 1..count {
+            listeners.push(Listener::Tcp(bind_tcp(host, port, group).await?));
         }
         Ok(listeners)
     }
@@ -212,6 +231,16 @@ pub async fn bind_tcp(host: &str, port: u16, options: ListenOptions) -> Result<T
     let backlog = i32::try_from(options.backlog).unwrap_or(i32::MAX);
     socket.listen(backlog).map_err(bind_error)?;
     TcpListener::from_std(socket.into()).map_err(bind_error)
+}
+
+/// Fails as a plain bind of `host:port` would, with no `SO_REUSEPORT`:
+/// when another socket listens there (in a group of its own or not). The
+/// probe is never listened on, so it leaves nothing behind.
+async fn refuse_a_used_port(host: &str, port: u16) -> Result<(), TransportError> {
+    let addr = resolve_listen_addr(host, port).await?;
+    bound_socket(addr, Type::STREAM, Protocol::TCP, false)
+        .map(drop)
+        .map_err(|error| TransportError::Bind { addr, error })
 }
 
 /// Opens a UDP socket on `host:port`; the host is read as for [`bind_tcp`].
@@ -333,7 +362,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 0,
         };
-        let listeners = Listener::bind_shared(&addr, options, 2).await.unwrap();
+        let listeners = Listener::bind_per_core(&addr, options, 2).await.unwrap();
         let ports: Vec<String> = listeners.iter().map(|l| l.shown().unwrap()).collect();
         assert_eq!(ports.len(), 2);
         assert_eq!(ports[0], ports[1]);
@@ -351,6 +380,45 @@ mod tests {
         // Without SO_REUSEPORT the port is refused, as before.
         let port: u16 = ports[0].rsplit(':').next().unwrap().parse().unwrap();
         assert!(bind_tcp("127.0.0.1", port, ListenOptions::default()).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_listener_per_core_keeps_its_port_exclusive_unless_told_to_share() {
+        let addr = |port| ListenAddr::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        };
+        let ours = Listener::bind_per_core(&addr(0), ListenOptions::default(), 3)
+            .await
+            .unwrap();
+        let shown: Vec<String> = ours.iter().map(|l| l.shown().unwrap()).collect();
+        assert_eq!(shown.len(), 3);
+        assert!(shown.iter().all(|s| *s == shown[0]), "{shown:?}");
+        let port: u16 = shown[0].rsplit(':').next().unwrap().parse().unwrap();
+        // A second group, or a plain listener, is refused the port...
+        let err = Listener::bind_per_core(&addr(port), ListenOptions::default(), 2)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("another program is using that port"), "{err}");
+        assert!(bind_tcp("127.0.0.1", port, ListenOptions::default()).await.is_err());
+        // ... as is a group on a port a plain listener holds.
+        let plain = bind_tcp("127.0.0.1", 0, ListenOptions::default()).await.unwrap();
+        let held = plain.local_addr().unwrap().port();
+        assert!(
+            Listener::bind_per_core(&addr(held), ListenOptions::default(), 2)
+                .await
+                .is_err()
+        );
+        // One core: one plain listener, no group.
+        let single = Listener::bind_per_core(&addr(0), ListenOptions::default(), 1)
+            .await
+            .unwrap();
+        assert_eq!(single.len(), 1);
+        let Listener::Tcp(tcp) = &single[0] else {
+            panic!("not TCP")
+        };
+        assert!(!socket2::SockRef::from(tcp).reuse_port().unwrap());
     }
 
     #[tokio::test]
