@@ -145,7 +145,7 @@ table() {
 }
 
 rows=()
-start app "$S" app-server -q 127.0.0.1 0; cpu_row "sockets app-server (default: a runtime per core)" app 127.0.0.1 "$PORT" -c 64 -P 16
+start app "$S" app-server -q 127.0.0.1 0; cpu_row "sockets app-server (default: a runtime and listener per core)" app 127.0.0.1 "$PORT" -c 64 -P 16
 start app "$S" app-server -q 127.0.0.1 0 --threads 1; cpu_row "sockets app-server --threads 1" app 127.0.0.1 "$PORT" -c 64 -P 16
 if [ -n "${BEFORE:-}" ]; then
   start app "$BEFORE" app-server -q 127.0.0.1 0; cpu_row "before (work-stealing runtime)" app 127.0.0.1 "$PORT" -c 64 -P 16
@@ -164,8 +164,7 @@ redis_row 1 1
 table "Persistent, 1 connection, no pipelining (rate: requests/s)" request "${rows[@]}"
 
 rows=()
-start app "$S" app-server -q 127.0.0.1 0 --one-shot; cpu_row "sockets app-server --one-shot (default: a runtime per core)" app 127.0.0.1 "$PORT" --mode oneshot -c 8
-start app "$S" app-server -q 127.0.0.1 0 --one-shot --reuse-port; cpu_row "sockets app-server --one-shot --reuse-port (a listener per core)" app 127.0.0.1 "$PORT" --mode oneshot -c 8
+start app "$S" app-server -q 127.0.0.1 0 --one-shot; cpu_row "sockets app-server --one-shot (default: a runtime and listener per core)" app 127.0.0.1 "$PORT" --mode oneshot -c 8
 start app "$S" app-server -q 127.0.0.1 0 --one-shot --threads 1; cpu_row "sockets app-server --one-shot --threads 1" app 127.0.0.1 "$PORT" --mode oneshot -c 8
 if [ -n "${BEFORE:-}" ]; then
   start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot; cpu_row "before --one-shot (work-stealing runtime)" app 127.0.0.1 "$PORT" --mode oneshot -c 8
@@ -174,6 +173,18 @@ fi
 start minimal "$MINIMAL" app-oneshot 0 cores; cpu_row "minimal server, a runtime per core" app 127.0.0.1 "$PORT" --mode oneshot -c 8
 start minimal "$MINIMAL" app-oneshot; cpu_row "minimal server" app 127.0.0.1 "$PORT" --mode oneshot -c 8
 table "Oneshot, 8 workers: connect, request, response, close (rate: connections/s)" connection "${rows[@]}"
+
+# The same with the load generator on two threads: by default each server
+# core serves the connections that arrive on its CPU, so a one-thread load
+# generator puts all the work on one CPU (the least CPU per connection, but
+# only one CPU's worth of rate), and two threads use both.
+rows=()
+start app "$S" app-server -q 127.0.0.1 0 --one-shot; cpu_row "sockets app-server --one-shot (default)" app 127.0.0.1 "$PORT" --mode oneshot -c 8 --threads 2
+if [ -n "${BEFORE:-}" ]; then
+  start app "$BEFORE" app-server -q 127.0.0.1 0 --one-shot --threads 1; cpu_row "before --one-shot --threads 1" app 127.0.0.1 "$PORT" --mode oneshot -c 8 --threads 2
+fi
+start minimal "$MINIMAL" app-oneshot; cpu_row "minimal server" app 127.0.0.1 "$PORT" --mode oneshot -c 8 --threads 2
+table "Oneshot, 8 workers, load generator on 2 threads (rate: connections/s)" connection "${rows[@]}"
 
 rows=()
 start echo "$S" echo-server -q 127.0.0.1 0; cpu_row "sockets echo-server (splice)" echo 127.0.0.1 "$PORT" -c 1 --block-size 65536
