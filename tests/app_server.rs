@@ -390,7 +390,7 @@ async fn clients_past_the_connection_limit_wait_for_a_free_slot() {
         send(stream, &search("ring")).await;
         read_message(stream, &mut buf).await.unwrap();
     }
-    let mut third = connect(server.addr()).await; // queued by the kernel, not accepted
+    let mut third = connect(server.addr()).await; // waits past the limit, unread
     send(&mut third, &search("morpheus")).await;
     let mut probe = [0u8; 1];
     let waited = tokio::time::timeout(Duration::from_millis(300), third.read(&mut probe)).await;

@@ -496,40 +496,94 @@ async fn sighup_swaps_in_a_new_certificate() {
 }
 
 /// By default each core gets a listener of its own on the one port, runs
-/// on a CPU of its own, and the port stays this server's alone: a second
+/// on a CPU of its own (where the cores cover every CPU the process may
+/// use, on Linux 6.1 or later), and the port stays this server's: a second
 /// server on it is refused as a plain bind would be.
 #[test]
 fn by_default_each_core_has_its_own_listener_and_cpu_and_the_port_stays_exclusive() {
     let server = ServerProcess::start(&["app-server", "127.0.0.1", "0"]);
     let cores = std::thread::available_parallelism().unwrap().get();
     assert_eq!(listening_sockets(server.addr().port()), cores, "one listener per core");
-    // Each core's thread is pinned, to CPUs in the order the process may use.
-    let mut pinned: Vec<(String, String)> = std::fs::read_dir(format!("/proc/{}/task", server.pid()))
-        .unwrap()
-        .filter_map(|task| {
-            let task = task.ok()?.path();
-            let name = std::fs::read_to_string(task.join("comm")).ok()?.trim().to_owned();
-            let status = std::fs::read_to_string(task.join("status")).ok()?;
-            let cpus = status
-                .lines()
-                .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?;
-            name.starts_with("core-").then(|| (name, cpus.trim().to_owned()))
+    let allowed = allowed_cpu_list();
+    let pins = cores > 1 && cores >= allowed.len() && kernel_at_least_6_1();
+    let expected: Vec<(usize, String)> = (0..cores)
+        .map(|core| {
+            let cpus = if pins {
+                allowed[core].to_string()
+            } else {
+                cpu_list_of_this_process()
+            };
+            (core, cpus)
         })
         .collect();
-    pinned.sort();
-    if cores > 1 {
-        let allowed = allowed_cpu_list();
-        let expected: Vec<(String, String)> = (0..cores)
-            .map(|core| (format!("core-{core}"), allowed[core % allowed.len()].to_string()))
-            .collect();
-        assert_eq!(pinned, expected);
+    // The cores start after the address is printed: wait for them.
+    let deadline = Instant::now() + STEP;
+    let mut seen = cores_and_their_cpus(server.pid());
+    while seen != expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        seen = cores_and_their_cpus(server.pid());
     }
+    assert_eq!(seen, expected, "the cores' CPUs; log:\n{}", server.stderr());
     assert!(app_client(server.addr(), "morpheus", &[]).is_some());
     common::run_fails(
         &["app-server", "127.0.0.1", &server.port()],
         1,
         "another program is using that port",
     );
+}
+
+/// A connection limit smaller than the number of cores still serves
+/// clients one after another, on whichever core they arrive: no idle core
+/// keeps the only permit.
+#[tokio::test]
+async fn a_limit_below_the_core_count_serves_every_client_in_turn() {
+    let server = app_server(&["--threads", "4", "--max-connections", "1"]);
+    for n in 0..12 {
+        let mut stream = TcpStream::connect(server.addr()).await.unwrap();
+        let mut buf = BytesMut::new();
+        send(&mut stream, &search("morpheus")).await;
+        let answer = step("an answer", read_message(&mut stream, &mut buf)).await;
+        assert!(answer.is_some(), "client {n} got no answer; log:\n{}", server.stderr());
+    }
+}
+
+/// Each `core-N` thread of `pid` with its `Cpus_allowed_list`, by N.
+fn cores_and_their_cpus(pid: u32) -> Vec<(usize, String)> {
+    let mut cores: Vec<(usize, String)> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| {
+            let task = task.ok()?.path();
+            let name = std::fs::read_to_string(task.join("comm")).ok()?;
+            let core = name.trim().strip_prefix("core-")?.parse().ok()?;
+            let status = std::fs::read_to_string(task.join("status")).ok()?;
+            let cpus = status
+                .lines()
+                .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))?;
+            Some((core, cpus.trim().to_owned()))
+        })
+        .collect();
+    cores.sort();
+    cores
+}
+
+fn kernel_at_least_6_1() -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|part| part.parse::<u32>().unwrap_or(0));
+    (parts.next().unwrap_or(0), parts.next().unwrap_or(0)) >= (6, 1)
+}
+
+/// This test process's `Cpus_allowed_list`, as the kernel writes it.
+fn cpu_list_of_this_process() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .unwrap()
+        .trim()
+        .to_owned()
 }
 
 /// Listening TCP sockets on 127.0.0.1:`port` (from /proc/net/tcp).
@@ -548,13 +602,8 @@ fn listening_sockets(port: u16) -> usize {
 
 /// The CPUs this test process may run on, in order.
 fn allowed_cpu_list() -> Vec<usize> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let list = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
-        .unwrap()
-        .trim();
-    list.split(',')
+    cpu_list_of_this_process()
+        .split(',')
         .flat_map(|range| match range.split_once('-') {
             Some((from, to)) => (from.parse::<usize>().unwrap()..=to.parse().unwrap()).collect::<Vec<_>>(),
             None => vec![range.parse().unwrap()],

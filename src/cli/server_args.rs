@@ -61,7 +61,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "OCTAL", requires = "unix", conflicts_with_all = ["host", "port"], value_parser = parse_mode)]
     pub unix_mode: Option<u32>,
     /// Most connections served at once (1 to 10000000); further clients wait
-    /// in the listen backlog.
+    /// (one per listening thread accepted but unread, the rest in the listen
+    /// backlog).
     #[arg(
         long,
         value_name = "N",
@@ -96,8 +97,9 @@ pub struct ServerArgs {
     /// Threads serving connections, 1 to 1024 (default: one per CPU core).
     /// Each has a runtime of its own and serves every connection it accepts
     /// to the end (share-nothing); limits, metrics and shutdown stay server-wide.
-    /// With more than one on TCP, each has a listener of its own on the port,
-    /// runs on one CPU, and takes the connections that arrive on that CPU.
+    /// With more than one on TCP, each has a listener of its own on the port;
+    /// where they cover every CPU (Linux 6.1+, no --reuse-port), each runs on
+    /// one CPU and takes the connections that arrive on that CPU.
     #[arg(long, value_name = "N", value_parser = whole(1, 1024))]
     pub threads: Option<u64>,
     #[command(flatten, next_help_heading = "TLS")]
@@ -167,8 +169,9 @@ pub struct DeploymentArgs {
     pub metrics: Option<String>,
     /// Share the port with other processes (SO_REUSEPORT): the kernel
     /// spreads new connections among them; one can stop gracefully while
-    /// the others serve. Without it, a port another program listens on is
-    /// refused.
+    /// the others serve; threads are then not pinned to CPUs. Without it, a
+    /// port another program listens on is refused (a process of the same
+    /// user that passes --reuse-port can still join a server's port).
     #[arg(long, conflicts_with = "unix")]
     pub reuse_port: bool,
     /// A client must send its PROXY header and finish its TLS handshake
@@ -215,6 +218,7 @@ impl ServerArgs {
             shutdown_timeout: self.shutdown_timeout.0,
             input_budget: InputBudget::new(max_buffered_bytes),
             stage: self.stage()?,
+            shares_port: self.deployment.reuse_port,
         })
     }
 

@@ -101,6 +101,11 @@ pub struct ServerConfig {
     pub input_budget: Arc<InputBudget>,
     /// What each connection goes through before its protocol (TLS).
     pub stage: Stage,
+    /// The port is shared with other processes (`--reuse-port`): its
+    /// cores are not pinned to CPUs, since a member of the group that
+    /// marks a listener for every CPU would take every connection from
+    /// one that marks none.
+    pub shares_port: bool,
 }
 
 impl Default for ServerConfig {
@@ -111,6 +116,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Some(DEFAULT_SHUTDOWN_TIMEOUT),
             input_budget: InputBudget::new(budget::DEFAULT_MAX_BUFFERED_BYTES),
             stage: Stage::default(),
+            shares_port: false,
         }
     }
 }
@@ -271,8 +277,8 @@ where
 /// runtime spends its time on when every connection is short (wake-ups
 /// across threads, parking). With as many listeners as cores on one port
 /// (the default for TCP: one `SO_REUSEPORT` group), each core gets its
-/// own, runs on one CPU and takes the connections that arrive on that CPU
-/// ([`placement`]); otherwise (a Unix socket, sockets passed by a service
+/// own, and where the kernel allows, runs on one CPU and takes the
+/// connections that arrive on that CPU (the `placement` module); otherwise (a Unix socket, sockets passed by a service
 /// manager) every core accepts from a duplicate of each, and all cores are
 /// woken for each new connection. The
 /// connection limit, the input budget, metrics, logs and shutdown stay
@@ -291,9 +297,9 @@ where
     let cores = cores.max(1);
     let (assignments, own_listeners) = assign_to_cores(listeners, cores)?;
     // With a listener per core, each core stays on one CPU and takes the
-    // connections that arrive there (see `placement`).
-    let cpus = if own_listeners && cores > 1 {
-        placement::allowed_cpus()
+    // connections that arrive there, where that can work (see `placement`).
+    let cpus = if own_listeners && !shared.config.shares_port {
+        placement::cpus_for(cores)
     } else {
         Vec::new()
     };
@@ -486,6 +492,8 @@ async fn accept_loop<A: Acceptor, H: ConnectionHandler>(
     // When accept last said it was out of descriptors: said once per
     // shortage, then again only every SHORTAGE_REMINDER while it lasts.
     let mut shortage_told: Option<tokio::time::Instant> = None;
+    // A client accepted past the limit when shutdown came.
+    let mut waiting = None;
     loop {
         let accepted = tokio::select! {
             accepted = acceptor.accept() => accepted,
@@ -523,8 +531,9 @@ async fn accept_loop<A: Acceptor, H: ConnectionHandler>(
         // The permit is taken once a client is here, not while waiting for
         // one: with a listener per core, a permit held by an idle core
         // would be out of reach of the core its clients arrive on. Past the
-        // limit, this client waits here unread (one per core) and the
-        // others in the kernel's listen backlog, until a connection closes.
+        // limit, this client waits here unread (one per accept loop) and
+        // the others in the kernel's listen backlog, until a connection
+        // closes.
         let permit = match shared.permits.clone().try_acquire_owned() {
             Ok(permit) => {
                 at_limit = false;
@@ -540,13 +549,23 @@ async fn accept_loop<A: Acceptor, H: ConnectionHandler>(
                 }
                 tokio::select! {
                     permit = shared.permits.clone().acquire_owned() => permit.expect("semaphore is never closed"),
-                    () = shutdown.cancelled() => break,
+                    () = shutdown.cancelled() => {
+                        // First in line for the drain below.
+                        waiting = Some((stream, peer));
+                        break;
+                    }
                 }
             }
         };
         serve(&shared, stream, peer, permit);
     }
     let mut drained = 0usize;
+    if let Some((stream, peer)) = waiting
+        && let Ok(permit) = shared.permits.clone().try_acquire_owned()
+    {
+        serve(&shared, stream, peer, permit);
+        drained += 1;
+    }
     while let Ok(permit) = shared.permits.clone().try_acquire_owned() {
         match acceptor.accept().now_or_never() {
             Some(Ok((stream, peer))) => {

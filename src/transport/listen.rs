@@ -85,11 +85,12 @@ impl Listener {
     /// Binds a listener for each of `count` cores. For TCP these are one
     /// `SO_REUSEPORT` group on one port (port 0: the port the first got),
     /// so that each core has a queue of its own and the kernel can hand it
-    /// the connections that arrive on its CPU. The group stays this
-    /// process's alone unless `options.reuse_port` says to share: a port
-    /// another socket listens on is refused first, as a plain bind refuses
-    /// it, so a second server started by mistake fails as it always did.
-    /// Anything else binds one listener.
+    /// the connections that arrive on its CPU. Unless `options.reuse_port`
+    /// says to share, a port another socket listens on is refused first,
+    /// as a plain bind refuses it, so a second server started by mistake
+    /// fails as it always did. The group's sockets carry `SO_REUSEPORT`,
+    /// though: a later process of the same user that asks to share can
+    /// still join it. Anything else binds one listener.
     ///
     /// # Errors
     /// As [`Listener::bind`].
@@ -101,27 +102,26 @@ impl Listener {
         let ListenAddr::Tcp { host, port } = addr else {
             return Ok(vec![Listener::bind(addr, options).await?]);
         };
+        // Resolved once: every member of the group, and the probe, must be
+        // on the same address.
+        let addr = resolve_listen_addr(host, *port).await?;
         if count <= 1 {
-            return Ok(vec![Listener::Tcp(bind_tcp(host, *port, options).await?)]);
+            return Ok(vec![Listener::Tcp(bind_tcp_at(addr, options)?)]);
         }
-        if !options.reuse_port && *port != 0 {
-            refuse_a_used_port(host, *port).await?;
+        if !options.reuse_port && addr.port() != 0 {
+            refuse_a_used_port(addr)?;
         }
         let group = ListenOptions {
             reuse_port: true,
             ..options
         };
-        let first = bind_tcp(host, *port, group).await?;
-        let port = first
+        let first = bind_tcp_at(addr, group)?;
+        let bound = first
             .local_addr()
-            .map_err(|error| TransportError::Bind {
-                addr: SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), *port),
-                error,
-            })?
-            .port();
+            .map_err(|error| TransportError::Bind { addr, error })?;
         let mut listeners = vec![Listener::Tcp(first)];
         for _ in 1..count {
-            listeners.push(Listener::Tcp(bind_tcp(host, port, group).await?));
+            listeners.push(Listener::Tcp(bind_tcp_at(bound, group)?));
         }
         Ok(listeners)
     }
@@ -217,7 +217,11 @@ impl Acceptor for Listener {
 /// that does not resolve, [`TransportError::Bind`] when the socket cannot be
 /// set up (port in use, address not local, no permission).
 pub async fn bind_tcp(host: &str, port: u16, options: ListenOptions) -> Result<TcpListener, TransportError> {
-    let addr = resolve_listen_addr(host, port).await?;
+    bind_tcp_at(resolve_listen_addr(host, port).await?, options)
+}
+
+/// [`bind_tcp`] on an address already resolved.
+fn bind_tcp_at(addr: SocketAddr, options: ListenOptions) -> Result<TcpListener, TransportError> {
     let bind_error = |error| TransportError::Bind { addr, error };
     let socket = bound_socket(addr, Type::STREAM, Protocol::TCP, options.reuse_port).map_err(bind_error)?;
     // Responses are written whole, so Nagle's delay only ever adds latency.
@@ -233,11 +237,11 @@ pub async fn bind_tcp(host: &str, port: u16, options: ListenOptions) -> Result<T
     TcpListener::from_std(socket.into()).map_err(bind_error)
 }
 
-/// Fails as a plain bind of `host:port` would, with no `SO_REUSEPORT`:
-/// when another socket listens there (in a group of its own or not). The
-/// probe is never listened on, so it leaves nothing behind.
-async fn refuse_a_used_port(host: &str, port: u16) -> Result<(), TransportError> {
-    let addr = resolve_listen_addr(host, port).await?;
+/// Fails as a plain bind of `addr` would, with no `SO_REUSEPORT`: when
+/// another socket listens there (in a group of its own or not). The probe
+/// is never listened on, so it leaves nothing behind. (Two servers started
+/// at the same instant can both pass it before either binds.)
+fn refuse_a_used_port(addr: SocketAddr) -> Result<(), TransportError> {
     bound_socket(addr, Type::STREAM, Protocol::TCP, false)
         .map(drop)
         .map_err(|error| TransportError::Bind { addr, error })
@@ -410,6 +414,13 @@ mod tests {
                 .await
                 .is_err()
         );
+        // Told to share, a group joins the port.
+        let sharing = ListenOptions {
+            reuse_port: true,
+            ..ListenOptions::default()
+        };
+        let joined = Listener::bind_per_core(&addr(port), sharing, 2).await.unwrap();
+        assert!(joined.iter().all(|l| l.shown().unwrap() == shown[0]));
         // One core: one plain listener, no group.
         let single = Listener::bind_per_core(&addr(0), ListenOptions::default(), 1)
             .await
