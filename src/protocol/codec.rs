@@ -107,9 +107,7 @@ impl MessageCodec {
 
     fn parse_header(&self, json: &[u8]) -> Result<PendingHeader, ProtocolError> {
         let (byteorder, content_type, content_encoding, content_len) = match parse_canonical_header(json) {
-            Some((byteorder, content_type, content_encoding, len)) => {
-                (byteorder, intern(content_type), intern(content_encoding), len)
-            }
+            Some(fields) => fields,
             None => parse_any_header(json)?,
         };
         let content_len = usize::try_from(content_len)
@@ -140,7 +138,7 @@ const GUIDE_JSON_TYPES: &[u8] = b"text/json\", \"content-encoding\": \"utf-8\"";
 /// escapes. Nearly every header is in this form, and reading it directly
 /// costs a fraction of a JSON parse. Anything else returns `None` and goes
 /// through [`parse_any_header`], which gives the same answer for this form.
-fn parse_canonical_header(json: &[u8]) -> Option<(ByteOrder, &str, &str, u64)> {
+fn parse_canonical_header(json: &[u8]) -> Option<HeaderFields> {
     let rest = json.strip_prefix(b"{\"byteorder\": \"")?;
     let (byteorder, rest) = match rest.strip_prefix(b"little\", \"content-type\": \"") {
         Some(rest) => (ByteOrder::Little, rest),
@@ -149,12 +147,12 @@ fn parse_canonical_header(json: &[u8]) -> Option<(ByteOrder, &str, &str, u64)> {
     // The guide's JSON type and encoding are matched whole, with no scan
     // and no UTF-8 check: most messages carry them.
     let (content_type, content_encoding, rest) = if let Some(rest) = rest.strip_prefix(GUIDE_JSON_TYPES) {
-        (TEXT_JSON, UTF_8, rest)
+        (Cow::Borrowed(TEXT_JSON), Cow::Borrowed(UTF_8), rest)
     } else {
         let (content_type, rest) = plain_json_string(rest)?;
         let rest = rest.strip_prefix(b", \"content-encoding\": \"")?;
         let (content_encoding, rest) = plain_json_string(rest)?;
-        (content_type, content_encoding, rest)
+        (intern(content_type), intern(content_encoding), rest)
     };
     let digits = rest.strip_prefix(b", \"content-length\": ")?.strip_suffix(b"}")?;
     // JSON integers: digits only, no leading zero; 19 digits always fit a u64.
@@ -199,15 +197,14 @@ fn parse_any_header(json: &[u8]) -> Result<HeaderFields, ProtocolError> {
 /// For [`crate::invariants`]: where [`parse_canonical_header`] answers,
 /// [`parse_any_header`] gives the same fields.
 pub(crate) fn header_parsers_agree(json: &[u8]) -> Result<(), String> {
-    let Some((byteorder, content_type, content_encoding, len)) = parse_canonical_header(json) else {
+    let Some(fast) = parse_canonical_header(json) else {
         return Ok(());
     };
     match parse_any_header(json) {
-        Ok(any) if any == (byteorder, intern(content_type), intern(content_encoding), len) => Ok(()),
+        Ok(any) if any == fast => Ok(()),
         any => Err(format!(
-            "header {:?}: fast path {:?}, serde_json {any:?}",
-            String::from_utf8_lossy(json),
-            (byteorder, content_type, content_encoding, len)
+            "header {:?}: fast path {fast:?}, serde_json {any:?}",
+            String::from_utf8_lossy(json)
         )),
     }
 }
@@ -644,13 +641,9 @@ mod tests {
             r#"{"byteorder": "little", "content-type": "text/jsonl", "content-encoding": "utf-8", "content-length": 3}"#,
         ];
         for header in canonical {
-            let (byteorder, content_type, content_encoding, len) =
-                parse_canonical_header(header.as_bytes()).expect(header);
+            let fast = parse_canonical_header(header.as_bytes()).expect(header);
             let parsed = parse_any_header(header.as_bytes()).unwrap();
-            assert_eq!(
-                (byteorder, content_type, content_encoding, len),
-                (parsed.0, &*parsed.1, &*parsed.2, parsed.3)
-            );
+            assert_eq!(fast, parsed, "{header}");
         }
         let other_forms = [
             r#"{"byteorder":"little","content-type":"text/json","content-encoding":"utf-8","content-length":41}"#,

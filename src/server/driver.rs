@@ -508,15 +508,14 @@ where
             (Some(request), _) => (Some(request), true),
             (None, idle) => (idle, false),
         };
-        let deadline = *self
-            .message_deadline
-            .get_or_insert_with(|| limit.map_or_else(far_future, |limit| Instant::now() + limit));
+        // Without a limit there is no deadline to keep, and no clock to read.
+        let deadline = limit.map(|limit| *self.message_deadline.get_or_insert_with(|| Instant::now() + limit));
         self.make_room();
         tokio::select! {
             biased;
             read = self.stream.read_buf(&mut self.input) => read.map_err(End::Io),
             evicted = self.budget.evicted() => Err(End::Evicted(evicted)),
-            () = self.timer.expiry(limit.map(|_| deadline)) => {
+            () = self.timer.expiry(deadline) => {
                 let limit = limit.unwrap_or_default();
                 Err(if is_request_limit { End::RequestTimeout(limit) } else { End::IdleTimeout(limit) })
             }
@@ -557,11 +556,6 @@ fn clean_eof<E>(read: Result<usize, End<E>>) -> Result<usize, End<E>> {
         Err(End::Io(error)) if error.kind() == io::ErrorKind::UnexpectedEof => Ok(0),
         other => other,
     }
-}
-
-/// A deadline that never comes, for an unlimited timeout.
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 #[cfg(test)]

@@ -278,11 +278,12 @@ where
 /// across threads, parking). With as many listeners as cores on one port
 /// (the default for TCP: one `SO_REUSEPORT` group), each core gets its
 /// own, and where the kernel allows, runs on one CPU and takes the
-/// connections that arrive on that CPU (the `placement` module); otherwise (a Unix socket, sockets passed by a service
-/// manager) every core accepts from a duplicate of each, and all cores are
-/// woken for each new connection. The
-/// connection limit, the input budget, metrics, logs and shutdown stay
-/// server-wide, and the calling runtime only waits for the end.
+/// connections that arrive on that CPU (the `placement` module);
+/// otherwise (a Unix socket, sockets passed by a service manager) every
+/// core accepts from a duplicate of each, and all cores are woken for each
+/// new connection. The connection limit, the input budget, metrics, logs
+/// and shutdown stay server-wide, and the calling runtime only waits for
+/// the end.
 pub async fn run_on_cores<H>(
     listeners: Vec<PortableListener>,
     cores: usize,
@@ -542,7 +543,7 @@ async fn accept_loop<A: Acceptor, H: ConnectionHandler>(
             Err(_) => {
                 if !at_limit {
                     warn!(
-                        "Connection limit of {} reached; new clients wait in the listen backlog until a connection closes",
+                        "Connection limit of {} reached; new clients wait until a connection closes",
                         shared.config.max_connections
                     );
                     at_limit = true;

@@ -26,7 +26,7 @@ use crate::transport::listen::PortableListener;
 /// none when pinning could not help (see the module's documentation).
 pub fn cpus_for(cores: usize) -> Vec<usize> {
     let cpus = allowed_cpus();
-    if cores < 2 || cpus.is_empty() || cores < cpus.len() || !groups_follow_incoming_cpu() {
+    if cores < 2 || cores < cpus.len() || !groups_follow_incoming_cpu() {
         return Vec::new();
     }
     cpus
